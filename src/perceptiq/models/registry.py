@@ -1,0 +1,105 @@
+"""Model registry: a name -> metadata (``catalog.yaml``) + a factory that builds the module.
+
+Factories are registered by the packages that implement a method; the catalog holds everything a user
+or a report needs to know about a model (task, score range, direction, prompts, default backbone).
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Callable
+
+import yaml
+
+from ..backbones import ClipBackbone
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    factory: str
+    tasks: tuple[str, ...]
+    scenes: tuple[str, ...]
+    score_range: tuple[float, float]
+    higher_is_better: bool
+    prompts: str
+    default_backbone: str
+    default_weights: str
+    paper: str = ""
+    options: dict = field(default_factory=dict)
+
+
+Factory = Callable[..., "object"]
+_FACTORIES: dict[str, Factory] = {}
+_EXTRA_SPECS: dict[str, ModelSpec] = {}
+
+
+def register_factory(name: str, factory: Factory) -> None:
+    """Register a builder ``factory(backbone: ClipBackbone, *, task, scene, **options) -> nn.Module``."""
+    _FACTORIES[name] = factory
+
+
+def register_model(spec: ModelSpec) -> None:
+    """Register a model spec from code (packages that ship a model add it here or in catalog.yaml)."""
+    _EXTRA_SPECS[spec.name] = spec
+
+
+def get_factory(name: str) -> Factory:
+    _ensure_builtin_factories()
+    if name not in _FACTORIES:
+        raise KeyError(f"no model factory '{name}' (known: {', '.join(sorted(_FACTORIES))})")
+    return _FACTORIES[name]
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> dict[str, ModelSpec]:
+    raw = yaml.safe_load(resources.files("perceptiq.models").joinpath("catalog.yaml").read_text())
+    specs = {}
+    for name, entry in raw.items():
+        specs[name] = ModelSpec(
+            name=name,
+            description=entry["description"],
+            factory=entry["factory"],
+            tasks=tuple(entry.get("tasks", ["quality"])),
+            scenes=tuple(entry.get("scenes", [])),
+            score_range=tuple(entry["score_range"]),
+            higher_is_better=bool(entry["higher_is_better"]),
+            prompts=entry.get("prompts", ""),
+            default_backbone=entry["default_backbone"],
+            default_weights=entry["default_weights"],
+            paper=entry.get("paper", ""),
+            options=dict(entry.get("options", {})),
+        )
+    return specs
+
+
+def list_models() -> list[ModelSpec]:
+    return list({**_catalog(), **_EXTRA_SPECS}.values())
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    specs = {**_catalog(), **_EXTRA_SPECS}
+    if name in specs:
+        return specs[name]
+    close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise KeyError(f"unknown model '{name}'.{hint} `perceptiq models` lists the registered models.")
+
+
+def _build_zero_shot(backbone: ClipBackbone, *, task: str, scene: str | None, method: str = "levels"):
+    from .zero_shot import ZeroShotAssessor
+
+    return ZeroShotAssessor(backbone, method=method, task=task, scene=scene)
+
+
+_BUILTINS_DONE = False
+
+
+def _ensure_builtin_factories() -> None:
+    global _BUILTINS_DONE
+    if not _BUILTINS_DONE:
+        _FACTORIES.setdefault("zero_shot", _build_zero_shot)
+        _BUILTINS_DONE = True

@@ -165,7 +165,10 @@ def create_backbone(
         torch.manual_seed(seed)
         model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
     if state is not None:
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as err:  # shape mismatches: name the file and the architecture
+            raise ValueError(f"{path}: checkpoint does not fit {arch}: {err}") from err
         missing = [k for k in missing if not k.endswith("logit_bias")]
         if missing or unexpected:
             raise ValueError(

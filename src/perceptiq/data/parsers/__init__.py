@@ -1,0 +1,1 @@
+"""One parser module per native dataset layout; see ``_base`` for the contract."""

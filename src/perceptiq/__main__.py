@@ -1,0 +1,3 @@
+from perceptiq.cli.main import main
+
+main()

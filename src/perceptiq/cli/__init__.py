@@ -1,0 +1,1 @@
+"""Command-line interface: thin commands that parse flags and call the packages below."""

@@ -1,0 +1,176 @@
+"""Decode and preprocess images in DataLoader workers, in input order, never crashing on a bad file.
+
+Design (docs/inference.md, "Loading"): a map-style ``Dataset`` over a list of paths. The DataLoader's
+sequential sampler hands batch k to worker k mod N and delivers batches back in order, so results come
+out in the order of the input list and each path is read exactly once, with no sharding code of our own.
+The price is that the listing must finish before scoring starts; listing is far cheaper than scoring.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from .images import ImageDecodeError, load_rgb
+
+Preprocess = Callable[[Image.Image], torch.Tensor]
+
+# One item: (index in the input list, path as given, [3,H,W] tensor or None, error message or None).
+ScoringItem = tuple[int, str, torch.Tensor | None, str | None]
+
+# Upper bound on automatically chosen decode workers: past a few, decoding outpaces a CPU-side model
+# and only adds start-up time and memory.
+MAX_AUTO_WORKERS = 4
+
+
+class ImagePathDataset(Dataset):
+    """Items ``(index, path, pixels [3,H,W] | None, error | None)`` for a fixed list of image paths.
+
+    ``__getitem__`` never raises for a bad file: decode failures carry ``ImageDecodeError``'s message,
+    anything else raised by ``preprocess`` becomes ``"preprocess failed (Type: message)"``.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        preprocess: Preprocess,
+        *,
+        target_short_side: int | None = 224,
+        max_pixels: int = 200_000_000,
+    ):
+        self.paths = [os.fspath(p) for p in paths]
+        self.preprocess = preprocess
+        self.target_short_side = target_short_side
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> ScoringItem:
+        path = self.paths[index]
+        try:
+            image = load_rgb(path, target_short_side=self.target_short_side, max_pixels=self.max_pixels)
+        except ImageDecodeError as err:
+            return index, path, None, str(err)
+        try:
+            pixels = self.preprocess(image)
+        except Exception as err:  # a worker must survive whatever one image does to the transform
+            return index, path, None, f"preprocess failed ({type(err).__name__}: {err})"
+        return index, path, pixels, None
+
+
+@dataclass
+class ScoringBatch:
+    """One batch of inputs, with the images that failed kept aside.
+
+    ``indices``/``paths``: every item of the batch, in input order (length B). ``pixels``: ``[G,3,H,W]``
+    for the G good items, in the order of ``good_positions`` (positions within the batch); when G is 0
+    it is an empty ``[0,3,0,0]`` tensor. ``errors``: batch position -> error message for the others.
+    """
+
+    indices: list[int]
+    paths: list[str]
+    pixels: torch.Tensor
+    good_positions: list[int]
+    errors: dict[int, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def good_mask(self) -> torch.Tensor:
+        """``[B]`` bool, True where the item decoded."""
+        mask = torch.zeros(len(self.indices), dtype=torch.bool)
+        mask[self.good_positions] = True
+        return mask
+
+    def pin_memory(self) -> "ScoringBatch":
+        """Called by the DataLoader when ``pin_memory=True``; only the pixel tensor is pinned."""
+        self.pixels = self.pixels.pin_memory()
+        return self
+
+    def results(self, good_scores: Sequence[float]) -> list[tuple[int, str, float | None, str | None]]:
+        """``(index, path, score | None, error | None)`` for every item, in input order, given one
+        score per good item (in ``good_positions`` order)."""
+        if len(good_scores) != len(self.good_positions):
+            raise ValueError(f"got {len(good_scores)} scores for {len(self.good_positions)} decoded images")
+        score_at = dict(zip(self.good_positions, good_scores))
+        return [
+            (index, path, float(score_at[pos]) if pos in score_at else None, self.errors.get(pos))
+            for pos, (index, path) in enumerate(zip(self.indices, self.paths))
+        ]
+
+
+def collate_scoring_batch(items: Sequence[ScoringItem]) -> ScoringBatch:
+    """Stack the decoded tensors of a list of dataset items; failures go to ``errors``."""
+    good_positions = [pos for pos, item in enumerate(items) if item[2] is not None]
+    tensors = [items[pos][2] for pos in good_positions]
+    if tensors:
+        shapes = {tuple(t.shape) for t in tensors}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"preprocess returned tensors of different shapes {sorted(shapes)} in one batch "
+                f"(first path {items[good_positions[0]][1]!r}); it must produce a fixed size"
+            )
+        pixels = torch.stack(tensors)
+    else:
+        pixels = torch.empty((0, 3, 0, 0))
+    return ScoringBatch(
+        indices=[item[0] for item in items],
+        paths=[item[1] for item in items],
+        pixels=pixels,
+        good_positions=good_positions,
+        errors={pos: item[3] for pos, item in enumerate(items) if item[2] is None},
+    )
+
+
+def auto_num_workers(n_items: int, batch_size: int) -> int:
+    """``min(MAX_AUTO_WORKERS, usable CPUs, number of batches)`` — no idle workers for a short list."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    n_batches = -(-n_items // batch_size)
+    return max(0, min(MAX_AUTO_WORKERS, cpus, n_batches))
+
+
+def make_scoring_loader(
+    paths: Sequence[str | os.PathLike],
+    *,
+    preprocess: Preprocess,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    pin_memory: bool = False,
+    prefetch_factor: int | None = None,
+    target_short_side: int | None = 224,
+    max_pixels: int = 200_000_000,
+) -> DataLoader:
+    """A DataLoader of :class:`ScoringBatch` over ``paths``, in input order.
+
+    ``num_workers=None`` picks :func:`auto_num_workers`; 0 decodes in the calling process.
+    ``prefetch_factor`` (batches read ahead per worker) is passed only when there are workers.
+    ``preprocess`` turns an RGB PIL image into ``[3,H,W]`` (e.g. a ``functools.partial`` of
+    ``clip_preprocess``); it must be picklable when workers are started with spawn.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers is None:
+        num_workers = auto_num_workers(len(paths), batch_size)
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    dataset = ImagePathDataset(paths, preprocess, target_short_side=target_short_side, max_pixels=max_pixels)
+    extra = {"prefetch_factor": prefetch_factor} if num_workers > 0 and prefetch_factor is not None else {}
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,  # input order in, input order out
+        num_workers=num_workers,
+        collate_fn=collate_scoring_batch,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        **extra,
+    )

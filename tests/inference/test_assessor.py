@@ -1,0 +1,88 @@
+"""The public Python API: load_model(...).score(paths | PIL images | tensor)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.stats import spearmanr
+
+import perceptiq
+from perceptiq.inference import load_model
+
+from ..conftest import textured_image
+
+
+@pytest.fixture(scope="module")
+def model():
+    return perceptiq.load_model("zero-shot", backbone="test-tiny", weights="random", device="cpu", precision="fp32")
+
+
+def test_paths_pil_and_tensor_give_the_same_scores(model, image_folder):
+    files = sorted(image_folder.glob("img*.jpg"))
+    from_paths = model.score(files)
+    images = [Image.open(f) for f in files]
+    from_pil = model.score(images)
+    from_tensor = model.score(torch.stack([model.preprocess(f) for f in files]))
+    assert from_paths.shape == (4,)
+    np.testing.assert_allclose(from_paths, from_pil, atol=1e-6)
+    np.testing.assert_allclose(from_paths, from_tensor, atol=1e-6)
+
+
+def test_same_image_always_gets_the_same_score(model, image_folder, tmp_path):
+    path = image_folder / "img1.jpg"
+    copy = tmp_path / "copy.jpg"
+    copy.write_bytes(path.read_bytes())
+    first = model.score([path, copy], batch_size=1)
+    again = load_model("zero-shot", backbone="test-tiny", weights="random", device="cpu",
+                       precision="fp32").score(path)
+    assert first[0] == first[1] == again[0]
+
+
+def test_folder_with_a_bad_file_gives_nan_and_a_warning(model, image_folder):
+    with pytest.warns(UserWarning, match="broken.jpg"):
+        scores = model.score(image_folder)
+    assert len(scores) == 6 and np.isnan(scores).sum() == 1
+
+
+def test_batch_size_does_not_change_scores(model, image_folder):
+    files = sorted(image_folder.glob("img*.jpg"))
+    np.testing.assert_allclose(model.score(files, batch_size=1), model.score(files, batch_size=3), atol=1e-6)
+
+
+def varied_images(n: int = 24) -> list[Image.Image]:
+    """Flat colours, pure noise, textures and textures with random gain and noise."""
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            array = np.full((120, 160, 3), rng.integers(0, 255, 3), np.uint8)
+        elif kind == 1:
+            array = rng.integers(0, 255, (120, 160, 3)).astype(np.uint8)
+        else:
+            array = np.asarray(textured_image(i, (160, 120))).astype(np.float64)
+            if kind == 3:
+                array = array * rng.uniform(0.2, 1.5) + rng.normal(0, rng.uniform(0, 60), array.shape)
+            array = np.clip(array, 0, 255).astype(np.uint8)
+        images.append(Image.fromarray(array))
+    return images
+
+
+def test_bf16_ranks_images_like_fp32():
+    """A random tiny CLIP spreads scores by only ~0.02, so bf16 rounding (~0.005 here) can swap near-ties;
+    the bar is therefore SRCC >= 0.98 with every score within 0.01 of fp32's."""
+    images = varied_images()
+    fp32 = load_model("zero-shot", backbone="test-tiny", weights="random", device="cpu", precision="fp32")
+    bf16 = load_model("zero-shot", backbone="test-tiny", weights="random", device="cpu", precision="bf16")
+    a, b = fp32.score(images), bf16.score(images)
+    assert bf16.precision == "bf16"
+    assert spearmanr(a, b)[0] >= 0.98
+    assert np.abs(a - b).max() < 0.01
+
+
+def test_describe_reports_metadata(model):
+    info = model.describe()
+    assert info["model"] == "zero-shot" and info["backbone"] == "test-tiny" and info["weights"] == "random"
+    assert info["score_range"] == [0.0, 1.0] and info["higher_is_better"] is True
+    assert info["prompts"]["levels"][0] == "bad-quality image"

@@ -4,6 +4,10 @@ from .loading import AssessmentBundle, build_model
 from .registry import ModelSpec, get_model_spec, list_models, register_factory, register_model
 from .zero_shot import ScoreOutput, ZeroShotAssessor
 
+# Methods register their factories and specs on import.
+from . import gamma  # noqa: E402,F401  (Gamma: MoAE + scene prompts)
+from . import grmp  # noqa: E402,F401  (GRMP-IQA: meta-prompts + QGR)
+
 
 __all__ = [
     "atomic_write_bytes", "is_checkpoint", "load_checkpoint", "save_checkpoint",

@@ -18,3 +18,9 @@ __all__ = [
     "quality_class_words", "scene_classifier_prompts", "scene_level_prompts", "scene_names",
     "semantic_prompts",
 ]
+
+# Learnable prompts composed onto a backbone (GRMP-IQA section 3.2).
+from .learnable import LearnableTextContext  # noqa: E402
+from .visual import DeepVisualPrompts  # noqa: E402
+
+__all__ += ["LearnableTextContext", "DeepVisualPrompts"]

@@ -245,6 +245,81 @@ def synthesize_command(
                f"to {labels} ({len(manifest.get('skipped', []))} source files skipped)")
 
 
+def _parse_data(data: list[str]) -> dict[str, str]:
+    roots = {}
+    for entry in data:
+        if "=" not in entry:
+            _fail(f"--data expects NAME=ROOT, got '{entry}'")
+        name, root = entry.split("=", 1)
+        from ..data import get_dataset_spec
+
+        try:
+            roots[get_dataset_spec(name).name] = root
+        except KeyError as err:
+            _fail(str(err).strip('"'))
+    return roots
+
+
+def _run_recipe(recipe_name: str, data: list[str], overrides: list[str], variant: Optional[str], out: Optional[Path],
+                device: Device, max_runs: Optional[int], missing: str, progress: bool) -> None:
+    import logging
+
+    from ..inference.precision import resolve_device
+    from ..recipes import load_recipe, resolve_variant
+    from ..training.experiment import run_experiment
+
+    try:
+        recipe = resolve_variant(load_recipe(recipe_name, overrides), variant)
+    except (KeyError, ValueError) as err:
+        _fail(str(err).strip('"'))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = out or Path("runs") / str(recipe.get("name", recipe_name)).replace(":", "-")
+    try:
+        result = run_experiment(recipe, _parse_data(data), out, device=resolve_device(device.value),
+                                progress=progress, max_runs=max_runs, missing=missing)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(result.result.to_markdown())
+    typer.echo(f"results, checkpoints and logs in {out}")
+
+
+_DATA_HELP = "NAME=ROOT for each dataset the recipe uses (repeatable)."
+_SET_HELP = "Override a recipe value: section.key=value (repeatable), e.g. train.epochs=2."
+
+
+@app.command("train")
+def train_command(
+    recipe: str = typer.Option(..., help="Shipped recipe name (see `perceptiq recipes`) or a YAML file."),
+    data: List[str] = typer.Option([], "--data", help=_DATA_HELP),
+    set_: List[str] = typer.Option([], "--set", help=_SET_HELP),
+    variant: Optional[str] = typer.Option(None, help="A named variant of the recipe (e.g. an ablation row)."),
+    out: Optional[Path] = typer.Option(None, help="Output folder (default runs/<recipe>)."),
+    device: Device = typer.Option(Device.auto),
+    max_runs: Optional[int] = typer.Option(None, help="Run only the first N train/test units."),
+    missing: str = typer.Option("error", help="error | skip: listed but absent images."),
+    progress: bool = typer.Option(True),
+) -> None:
+    """Train (and test) as a recipe says: checkpoints, per-epoch metrics and the final table."""
+    _run_recipe(recipe, data, set_, variant, out, device, max_runs, missing, progress)
+
+
+@app.command("recipes")
+def recipes_command() -> None:
+    """List the shipped recipes (one per experiment of either paper)."""
+    from ..recipes import list_recipes, load_recipe
+
+    for name in list_recipes():
+        recipe = load_recipe(name)
+        typer.echo(f"{name}\n  {recipe.get('description', '')}\n  paper: {recipe.get('paper', '')}")
+        if recipe.get("variants"):
+            typer.echo(f"  variants: {', '.join(recipe['variants'])}")
+
+
+from .serve import serve_command  # noqa: E402  (FastAPI is imported only when the command runs)
+
+app.command("serve")(serve_command)
+
+
 def main() -> None:
     """Console entry point (``perceptiq``)."""
     app()

@@ -1,0 +1,88 @@
+"""Recipes: one YAML file per experiment of either paper (and the built-in model's), as data.
+
+A recipe has four sections — ``model`` (registered name, backbone, weights, options, starting
+checkpoint, what is trainable), ``protocol`` (mixed | separate | cross | zero-shot | meta, datasets,
+split), ``train`` (a ``TrainConfig``) and optional ``per_dataset`` overrides (Gamma Table 8). Any value
+can be overridden from the command line with ``--set section.key=value`` (YAML syntax for the value).
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RECIPE_SECTIONS = ("name", "description", "paper", "model", "protocol", "train", "per_dataset", "meta",
+                   "variants", "notes")
+
+
+def list_recipes() -> list[str]:
+    folder = resources.files("perceptiq.recipes")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A recipe by name (shipped) or path, with ``key.sub=value`` overrides applied."""
+    path = Path(str(name_or_path))
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        text = path.read_text()
+    else:
+        names = list_recipes()
+        if str(name_or_path) not in names:
+            close = difflib.get_close_matches(str(name_or_path), names, n=3, cutoff=0.4)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise KeyError(f"unknown recipe '{name_or_path}'.{hint} Shipped recipes: {', '.join(names)}")
+        text = resources.files("perceptiq.recipes").joinpath(f"{name_or_path}.yaml").read_text()
+    recipe = yaml.safe_load(text) or {}
+    unknown = sorted(set(recipe) - set(RECIPE_SECTIONS))
+    if unknown:
+        raise ValueError(f"recipe {name_or_path}: unknown section(s) {unknown}; sections are {RECIPE_SECTIONS}")
+    for override in overrides or []:
+        apply_override(recipe, override)
+    return recipe
+
+
+def apply_override(recipe: dict[str, Any], override: str) -> None:
+    """``train.lr=1e-4`` / ``protocol.datasets=[koniq10k,spaq]`` / ``model.options.n_experts=5``."""
+    if "=" not in override:
+        raise ValueError(f"override '{override}' is not key=value")
+    key, raw = override.split("=", 1)
+    set_value(recipe, key.strip(), yaml.safe_load(raw) if raw != "" else None)
+
+
+def set_value(recipe: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if parts[0] not in RECIPE_SECTIONS:
+        raise ValueError(f"'{dotted}': unknown section '{parts[0]}' ({', '.join(RECIPE_SECTIONS)})")
+    node = recipe
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ValueError(f"'{dotted}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def resolve_variant(recipe: dict[str, Any], variant: str | None) -> dict[str, Any]:
+    """Apply a named variant (e.g. Table 4's rows) on a copy of the recipe."""
+    if variant is None:
+        return recipe
+    variants = recipe.get("variants") or {}
+    if variant not in variants:
+        raise KeyError(f"recipe {recipe.get('name')} has no variant '{variant}'; variants: {', '.join(variants)}")
+    merged = copy.deepcopy(recipe)
+    for dotted, value in _flatten(variants[variant]):
+        set_value(merged, dotted, value)
+    merged["name"] = f"{recipe.get('name')}:{variant}"
+    return merged
+
+
+def _flatten(tree: dict, prefix: str = ""):
+    for key, value in tree.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, dict) and value:
+            yield from _flatten(value, dotted)
+        else:
+            yield dotted, value

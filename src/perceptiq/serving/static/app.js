@@ -1,0 +1,272 @@
+// perceptiq scoring page: pick or drop images, send them to POST v1/score, show each score as a bar
+// and a number, sort, and download the results as CSV. Plain browser JavaScript, no dependencies.
+"use strict";
+
+const page = {
+  modelInfo: document.getElementById("model-info"),
+  tokenField: document.getElementById("token-field"),
+  token: document.getElementById("token"),
+  task: document.getElementById("task"),
+  scene: document.getElementById("scene"),
+  dropZone: document.getElementById("drop-zone"),
+  fileInput: document.getElementById("file-input"),
+  sort: document.getElementById("sort"),
+  download: document.getElementById("download"),
+  clear: document.getElementById("clear"),
+  status: document.getElementById("status"),
+  results: document.getElementById("results"),
+};
+
+// What the server told us in GET v1/models; defaults until then.
+const server = { scoreRange: [0, 1], higherIsBetter: true, maxFiles: 32, maxUploadBytes: 20 * 1024 * 1024 };
+// One entry per picked file: {order, name, file, url, state: "pending"|"done"|"failed", score, scene, error}
+let entries = [];
+let nextOrder = 0;
+
+function authHeaders() {
+  const token = page.token.value.trim();
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
+function setStatus(text) {
+  page.status.textContent = text;
+}
+
+async function loadServerInfo() {
+  try {
+    const health = await (await fetch("healthz")).json();
+    page.tokenField.hidden = !health.token_required;
+    if (health.token_required) {
+      page.token.value = sessionStorage.getItem("perceptiq-token") || "";
+    }
+  } catch (err) {
+    page.modelInfo.textContent = "cannot reach the scoring service (" + err + ")";
+    return;
+  }
+  const response = await fetch("v1/models", { headers: authHeaders() });
+  if (response.status === 401) {
+    page.modelInfo.textContent = "enter the access token to use this service";
+    return;
+  }
+  if (!response.ok) {
+    page.modelInfo.textContent = "model information unavailable (HTTP " + response.status + ")";
+    return;
+  }
+  showModel(await response.json());
+}
+
+function showModel(info) {
+  server.scoreRange = info.score_range;
+  server.higherIsBetter = info.higher_is_better;
+  server.maxFiles = info.limits.max_files;
+  server.maxUploadBytes = info.limits.max_upload_bytes;
+  const direction = info.higher_is_better ? "higher is better" : "lower is better";
+  page.modelInfo.textContent = info.model + " · " + info.backbone + " (" + info.weights + ") · task " +
+    info.task + (info.scene ? " · scene " + info.scene : "") + " · scores " + info.score_range[0] +
+    "–" + info.score_range[1] + ", " + direction;
+  fillOptions(page.task, info.tasks, info.task);
+  fillOptions(page.scene, info.scenes, info.scene);
+}
+
+function fillOptions(select, values, current) {
+  select.length = 1; // keep "model default"
+  for (const value of values) {
+    const option = document.createElement("option");
+    option.value = value;
+    option.textContent = value === current ? value + " (default)" : value;
+    select.appendChild(option);
+  }
+}
+
+function addFiles(fileList) {
+  const added = [];
+  for (const file of fileList) {
+    const entry = { order: nextOrder++, name: file.name, file, url: URL.createObjectURL(file),
+                    state: "pending", score: null, scene: null, error: null };
+    if (file.size > server.maxUploadBytes) {
+      fail(entry, "over upload limit (" + file.size + " bytes > " + server.maxUploadBytes + ")");
+    } else {
+      added.push(entry);
+    }
+    entries.push(entry);
+  }
+  render();
+  scoreEntries(added);
+}
+
+function fail(entry, message) {
+  entry.state = "failed";
+  entry.error = message;
+}
+
+// Send the entries in requests of at most maxFiles. A request the server refuses because of some
+// files (422/413 with "errors") is sent again without them, so one bad file costs no one else a score.
+async function scoreEntries(todo) {
+  for (let start = 0; start < todo.length; start += server.maxFiles) {
+    let chunk = todo.slice(start, start + server.maxFiles);
+    while (chunk.length) {
+      setStatus("scoring " + chunk.length + " image(s)…");
+      const outcome = await postChunk(chunk);
+      if (outcome.done) break;
+      chunk = chunk.filter((entry) => entry.state === "pending");
+    }
+    render();
+  }
+  const failed = entries.filter((e) => e.state === "failed").length;
+  const done = entries.filter((e) => e.state === "done").length;
+  setStatus(done + " scored" + (failed ? ", " + failed + " failed" : ""));
+}
+
+async function postChunk(chunk) {
+  const form = new FormData();
+  for (const entry of chunk) form.append("files", entry.file, entry.name);
+  if (page.task.value) form.append("task", page.task.value);
+  if (page.scene.value) form.append("scene", page.scene.value);
+  let response, body;
+  try {
+    response = await fetch("v1/score", { method: "POST", body: form, headers: authHeaders() });
+    body = await response.json();
+  } catch (err) {
+    chunk.forEach((entry) => fail(entry, "request failed: " + err));
+    return { done: true };
+  }
+  if (response.ok) {
+    body.results.forEach((result, i) => {
+      chunk[i].state = "done";
+      chunk[i].score = result.score;
+      chunk[i].scene = result.scene;
+    });
+    return { done: true };
+  }
+  const named = (body.errors || []).filter((e) => chunk.some((entry) => entry.name === e.filename));
+  if ((response.status === 422 || response.status === 413) && named.length) {
+    for (const problem of named) {
+      chunk.filter((entry) => entry.name === problem.filename).forEach((entry) => fail(entry, problem.error));
+    }
+    return { done: false }; // retry the others
+  }
+  const message = "HTTP " + response.status + ": " + (body.detail || response.statusText);
+  chunk.forEach((entry) => fail(entry, message));
+  if (response.status === 401) page.tokenField.hidden = false;
+  return { done: true };
+}
+
+function sortedEntries() {
+  const list = entries.slice();
+  const mode = page.sort.value;
+  const scored = (e) => (e.state === "done" ? e.score : null);
+  if (mode === "name") {
+    list.sort((a, b) => a.name.localeCompare(b.name) || a.order - b.order);
+  } else if (mode === "score-desc" || mode === "score-asc") {
+    // "best first" follows the model's direction; unscored images go last either way
+    const bestFirst = mode === "score-desc";
+    const sign = (bestFirst === server.higherIsBetter) ? -1 : 1;
+    list.sort((a, b) => {
+      const sa = scored(a), sb = scored(b);
+      if (sa === null || sb === null) return (sa === null) - (sb === null) || a.order - b.order;
+      return sign * (sa - sb) || a.order - b.order;
+    });
+  } else {
+    list.sort((a, b) => a.order - b.order);
+  }
+  return list;
+}
+
+function render() {
+  const items = sortedEntries().map(renderEntry);
+  page.results.replaceChildren(...items);
+  const anyDone = entries.some((e) => e.state !== "pending");
+  page.download.disabled = !anyDone;
+  page.clear.disabled = entries.length === 0;
+}
+
+function renderEntry(entry) {
+  const item = element("li", "result " + entry.state);
+  item.dataset.name = entry.name;
+  const thumb = element("img");
+  thumb.alt = "";
+  thumb.addEventListener("error", () => thumb.removeAttribute("src")); // no broken-image icon
+  thumb.src = entry.url;
+  const bar = element("div", "bar");
+  const fill = element("span");
+  bar.appendChild(fill);
+  const score = element("span", "score");
+  const scene = element("span", "scene");
+  if (entry.state === "done") {
+    const [lo, hi] = server.scoreRange;
+    const fraction = hi > lo ? (entry.score - lo) / (hi - lo) : 0;
+    fill.style.width = (100 * Math.min(1, Math.max(0, fraction))).toFixed(1) + "%";
+    score.textContent = entry.score.toFixed(4);
+    scene.textContent = entry.scene ? "scene: " + entry.scene : "";
+  } else {
+    score.textContent = entry.state === "pending" ? "…" : "failed";
+  }
+  item.append(thumb, element("span", "name", entry.name), bar, score, scene);
+  if (entry.error) item.appendChild(element("span", "error", entry.error));
+  return item;
+}
+
+function element(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text; // never innerHTML: file names are user data
+  return node;
+}
+
+function csvCell(value) {
+  const text = value === null || value === undefined ? "" : String(value);
+  return /[",\n\r]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+}
+
+function downloadCsv() {
+  const lines = [["filename", "score", "scene", "error"].join(",")];
+  for (const e of sortedEntries()) {
+    if (e.state === "pending") continue;
+    lines.push([e.name, e.state === "done" ? e.score : "", e.scene, e.error].map(csvCell).join(","));
+  }
+  const blob = new Blob([lines.join("\n") + "\n"], { type: "text/csv" });
+  const link = element("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = "perceptiq-scores.csv";
+  document.body.appendChild(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+function clearAll() {
+  entries.forEach((e) => URL.revokeObjectURL(e.url));
+  entries = [];
+  render();
+  setStatus("");
+}
+
+page.fileInput.addEventListener("change", () => {
+  addFiles(page.fileInput.files);
+  page.fileInput.value = ""; // picking the same file again fires "change" again
+});
+page.dropZone.addEventListener("dragover", (event) => {
+  event.preventDefault();
+  page.dropZone.classList.add("dragging");
+});
+page.dropZone.addEventListener("dragleave", () => page.dropZone.classList.remove("dragging"));
+page.dropZone.addEventListener("drop", (event) => {
+  event.preventDefault();
+  page.dropZone.classList.remove("dragging");
+  addFiles(Array.from(event.dataTransfer.files).filter((f) => f.type.startsWith("image/") || f.type === ""));
+});
+page.dropZone.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" || event.key === " ") {
+    event.preventDefault();
+    page.fileInput.click();
+  }
+});
+page.token.addEventListener("change", () => {
+  sessionStorage.setItem("perceptiq-token", page.token.value.trim());
+  loadServerInfo();
+});
+page.sort.addEventListener("change", render);
+page.download.addEventListener("click", downloadCsv);
+page.clear.addEventListener("click", clearAll);
+
+loadServerInfo();

@@ -1,0 +1,118 @@
+"""Training and evaluation data: labelled samples -> decoded, transformed, batched tensors.
+
+Each item carries the sample's target (score in [0, 1]), its dataset and its prompt key (the model
+decides which prompts a sample's dataset uses). A file that cannot be decoded is dropped from its batch
+and counted, never fatal: a long run does not die on one bad image.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
+
+from ..inference.images import ImageDecodeError
+from .transforms import ImageTransform
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    """A sample as the trainer sees it: where the image is, its target, and its prompt key."""
+
+    path: str
+    target: float
+    dataset: str
+    prompt_key: str | None = None
+
+
+@dataclass
+class Batch:
+    pixels: torch.Tensor              # [B,3,S,S]
+    targets: torch.Tensor             # [B]
+    datasets: list[str]
+    prompt_keys: list[str | None]
+    indices: list[int]                # positions in the item list
+    failures: dict[str, str] = field(default_factory=dict)  # path -> error, for dropped items
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class LabeledImageDataset(Dataset):
+    """``crops_per_image`` copies of every item per epoch (GRMP's "10 random crops per image")."""
+
+    def __init__(self, items: Sequence[TrainItem], transform: ImageTransform, crops_per_image: int = 1):
+        if crops_per_image < 1:
+            raise ValueError(f"crops_per_image must be >= 1, got {crops_per_image}")
+        self.items = list(items)
+        self.transform = transform
+        self.crops_per_image = crops_per_image
+
+    def __len__(self) -> int:
+        return len(self.items) * self.crops_per_image
+
+    def __getitem__(self, index: int):
+        position = index % len(self.items)
+        item = self.items[position]
+        try:
+            pixels = self.transform(item.path)
+        except ImageDecodeError as err:
+            return position, None, str(err)
+        return position, pixels, None
+
+
+def make_collate(items: Sequence[TrainItem]):
+    return _Collate(list(items))
+
+
+class _Collate:
+    """Picklable collate that stacks the decoded items and reports the dropped ones."""
+
+    def __init__(self, items: list[TrainItem]):
+        self.items = items
+
+    def __call__(self, records) -> Batch:
+        good = [(pos, px) for pos, px, _ in records if px is not None]
+        failures = {self.items[pos].path: err for pos, px, err in records if px is None}
+        positions = [pos for pos, _ in good]
+        pixels = torch.stack([px for _, px in good]) if good else torch.empty(0, 3, 0, 0)
+        chosen = [self.items[p] for p in positions]
+        return Batch(
+            pixels=pixels,
+            targets=torch.tensor([it.target for it in chosen], dtype=torch.float32),
+            datasets=[it.dataset for it in chosen],
+            prompt_keys=[it.prompt_key for it in chosen],
+            indices=positions,
+            failures=failures,
+        )
+
+
+def dataset_balanced_sampler(items: Sequence[TrainItem], crops_per_image: int, num_samples: int | None,
+                             generator: torch.Generator) -> Sampler:
+    """Every dataset drawn equally often (an option; the paper concatenates, so AVA dominates)."""
+    counts = Counter(it.dataset for it in items)
+    weights = torch.tensor([1.0 / counts[it.dataset] for it in items] * crops_per_image, dtype=torch.double)
+    return WeightedRandomSampler(weights, num_samples or len(weights), replacement=True, generator=generator)
+
+
+def make_loader(items: Sequence[TrainItem], transform: ImageTransform, *, batch_size: int, shuffle: bool,
+                num_workers: int = 0, seed: int = 0, crops_per_image: int = 1, balanced: bool = False,
+                sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
+    """A DataLoader of :class:`Batch`; seeded so a run repeats exactly with the same seed."""
+    dataset = LabeledImageDataset(items, transform, crops_per_image)
+    generator = torch.Generator().manual_seed(seed)
+    if sampler is None and balanced:
+        sampler = dataset_balanced_sampler(items, crops_per_image, None, generator)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=make_collate(items),
+        generator=generator,
+        drop_last=drop_last,
+        persistent_workers=False,
+    )

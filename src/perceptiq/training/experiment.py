@@ -1,0 +1,215 @@
+"""Run a recipe: plan the train/test units its protocol implies, train one model per unit with the one
+``Trainer``, score the final epoch on each test part, and report the median over splits.
+
+Protocols (``protocol.kind``):
+
+* ``mixed`` — one model per split seed, trained on the union of every dataset's training part, tested
+  on each dataset's own test part (Gamma section 4.2);
+* ``separate`` — one model per dataset, setting (k-shot ``k`` / training ``fraction``) and split seed
+  (Gamma-T, GRMP Tables 1-2);
+* ``cross`` — train on the whole of a source dataset, test on the whole of each target (GRMP Table 3);
+* ``zero-shot`` — no training, test on whole datasets (GRMP Table 4, Gamma Table 13).
+
+The reported figure is always the final epoch's, never the best epoch picked on the test part.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data import LabeledDataset, load_dataset
+from ..data.splits import BY_REFERENCE, K_SHOT, RANDOM, SUBSET_FRACTION, Split, make_repeated_splits, save_splits, whole_dataset_split
+from ..evaluation.protocols import score_split
+from ..evaluation.report import ProtocolResult
+from ..models import build_model, save_checkpoint
+from ..models.checkpoints import load_checkpoint
+from .config import TrainConfig
+from .data import TrainItem
+from .trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("mixed", "separate", "cross", "zero-shot")
+
+
+@dataclass
+class RunUnit:
+    """One model to train (or none, zero-shot) and the test parts it is scored on."""
+
+    label: str
+    train: dict[str, list]                       # dataset -> training samples
+    test: dict[str, tuple[Split, list]]          # dataset -> (split, test samples)
+    train_overrides: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+
+
+@dataclass
+class ExperimentResult:
+    recipe: dict
+    result: ProtocolResult
+    run_dirs: list[Path]
+
+
+# -- planning ------------------------------------------------------------------------------------------
+def split_mode_for(dataset: LabeledDataset, mode: str) -> str:
+    """``auto``: by reference image for synthetic datasets (GRMP), random otherwise."""
+    if mode == "auto":
+        return BY_REFERENCE if dataset.spec.synthetic else RANDOM
+    return mode
+
+
+def _split_list(dataset: LabeledDataset, split_cfg: dict, **subset) -> list[Split]:
+    mode = split_mode_for(dataset, split_cfg.get("mode", "random"))
+    options: dict[str, Any] = {"train_fraction": split_cfg.get("train_fraction", 0.8)}
+    if subset.get("k") is not None:
+        options.update(base_mode=mode, k=subset["k"])
+        mode = K_SHOT
+    elif subset.get("fraction") is not None:
+        options.update(base_mode=mode, fraction=subset["fraction"])
+        mode = SUBSET_FRACTION
+    return make_repeated_splits(dataset.samples, dataset.spec.name, mode, split_cfg.get("n_splits", 10),
+                                base_seed=split_cfg.get("base_seed", 0), **options)
+
+
+def plan_runs(recipe: dict, datasets: Mapping[str, LabeledDataset]) -> list[RunUnit]:
+    protocol = recipe["protocol"]
+    kind = protocol.get("kind")
+    split_cfg = protocol.get("split", {})
+    per_dataset = recipe.get("per_dataset") or {}
+    units: list[RunUnit] = []
+    if kind == "mixed":
+        by_dataset = {name: _split_list(ds, split_cfg) for name, ds in datasets.items()}
+        n = min(len(s) for s in by_dataset.values())
+        for i in range(n):
+            train, test = {}, {}
+            for name, ds in datasets.items():
+                split = by_dataset[name][i]
+                parts = split.apply(ds.samples)
+                train[name], test[name] = parts.train, (split, parts.test)
+            units.append(RunUnit(f"split{i:02d}", train, test, seed=by_dataset[next(iter(datasets))][i].seed or 0))
+    elif kind == "separate":
+        settings = [{"k": k} for k in protocol.get("shots", [])] or \
+                   [{"fraction": f} for f in protocol.get("fractions", [])] or [{}]
+        for name, ds in datasets.items():
+            fractions = protocol.get("fraction_by_dataset", {})
+            dataset_settings = [{"fraction": fractions[name]}] if name in fractions else settings
+            for setting in dataset_settings:
+                for split in _split_list(ds, split_cfg, **setting):
+                    parts = split.apply(ds.samples)
+                    tag = "".join(f"-{k}{v}" for k, v in setting.items())
+                    units.append(RunUnit(f"{name}{tag}-seed{split.seed}", {name: parts.train},
+                                         {name: (split, parts.test)}, dict(per_dataset.get(name, {})),
+                                         seed=split.seed or 0))
+    elif kind == "cross":
+        for source, targets in protocol["pairs"]:
+            targets = [targets] if isinstance(targets, str) else list(targets)
+            test = {t: (whole_dataset_split(datasets[t].samples, t), list(datasets[t].samples)) for t in targets}
+            units.append(RunUnit(f"{source}-to-{'+'.join(targets)}", {source: list(datasets[source].samples)}, test,
+                                 dict(per_dataset.get(source, {}))))
+    elif kind == "zero-shot":
+        test = {n: (whole_dataset_split(ds.samples, n), list(ds.samples)) for n, ds in datasets.items()}
+        units.append(RunUnit("zero-shot", {}, test))
+    else:
+        raise ValueError(f"protocol.kind = {kind!r}: choose one of {', '.join(PROTOCOLS)}")
+    return units
+
+
+def datasets_needed(recipe: dict) -> list[str]:
+    protocol = recipe["protocol"]
+    names = list(protocol.get("datasets", []))
+    for source, targets in protocol.get("pairs", []):
+        for name in [source, *([targets] if isinstance(targets, str) else targets)]:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def load_datasets(names: Sequence[str], roots: Mapping[str, str | Path], *, missing: str = "error"
+                  ) -> dict[str, LabeledDataset]:
+    absent = [n for n in names if n not in roots]
+    if absent:
+        raise ValueError(f"the recipe needs dataset(s) {', '.join(absent)}: give each with --data NAME=ROOT, "
+                         f"or narrow the recipe with --set protocol.datasets=[...]")
+    return {name: load_dataset(name, roots[name], missing=missing) for name in names}
+
+
+# -- running ---------------------------------------------------------------------------------------------
+def build_run_model(recipe: dict, device: torch.device | str):
+    model_cfg = recipe["model"]
+    bundle = build_model(model_cfg["name"], backbone=model_cfg.get("backbone"), weights=model_cfg.get("weights"),
+                         task=model_cfg.get("task"), scene=model_cfg.get("scene"), device=device,
+                         **(model_cfg.get("options") or {}))
+    module = bundle.module
+    init = model_cfg.get("init")
+    if init:
+        tensors, _ = load_checkpoint(init)
+        missing_keys, unexpected = module.load_state_dict(tensors, strict=False)
+        if unexpected:
+            raise ValueError(f"model.init {init}: parameters the model does not have: {unexpected[:5]}")
+    trainable = model_cfg.get("trainable")
+    if trainable:
+        if not hasattr(module, "set_trainable"):
+            raise ValueError(f"model {model_cfg['name']} has no selectable trainable sets (model.trainable)")
+        module.set_trainable(trainable)
+    return bundle
+
+
+def to_items(samples: Sequence, dataset: LabeledDataset, module) -> list[TrainItem]:
+    """Training items; the model maps each dataset's task and scene to its prompt key."""
+    key_for = getattr(module, "prompt_key_for", None)
+    items = []
+    for s in samples:
+        scene = getattr(s, "scene", None) or dataset.spec.scene
+        key = str(key_for(task=dataset.spec.task, scene=scene)) if key_for else None
+        items.append(TrainItem(str(s.path), float(s.score), dataset.spec.name, key))
+    return items
+
+
+def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str | Path, *,
+                   device: str | torch.device = "cpu", progress: bool = False, max_runs: int | None = None,
+                   missing: str = "error", trainer_kwargs: dict | None = None) -> ExperimentResult:
+    """Run every unit of a recipe's protocol; write checkpoints, logs, splits and the result table."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    datasets = load_datasets(datasets_needed(recipe), roots, missing=missing)
+    units = plan_runs(recipe, datasets)[:max_runs]
+    save_splits(out_dir / "splits.json", [split for u in units for split, _ in u.test.values()])
+    (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+    rows, run_dirs = [], []
+    for unit in units:
+        run_dir = out_dir / unit.label
+        bundle = build_run_model(recipe, device)
+        module = bundle.module
+        test_items = {name: to_items(samples, datasets[name], module) for name, (_, samples) in unit.test.items()}
+        n_train = sum(len(s) for s in unit.train.values())
+        if unit.train:
+            config = TrainConfig.from_dict({**(recipe.get("train") or {}), **unit.train_overrides,
+                                            "seed": (recipe.get("train") or {}).get("seed", 0) + unit.seed})
+            trainer = Trainer(config, device=device, out_dir=run_dir, progress=progress, **(trainer_kwargs or {}))
+            train_items = [it for name, samples in unit.train.items() for it in to_items(samples, datasets[name], module)]
+            result = trainer.fit(module, train_items, test_items)
+            predictions = result.final_predictions
+            save_checkpoint(run_dir / "model.safetensors", module.trainable_state_dict(), {
+                **bundle.config, "trained_parameters": sorted(module.trainable_state_dict()),
+                "recipe": recipe.get("name"), "run": unit.label,
+                "train": config.to_dict(), "final_metrics": result.final_metrics,
+            })
+        else:
+            trainer = Trainer(TrainConfig.from_dict(recipe.get("train") or {}), device=device)
+            _, eval_tf = trainer.transforms(module)
+            predictions = {name: trainer.predict(module, items, eval_tf) for name, items in test_items.items()}
+        for name, (split, samples) in unit.test.items():
+            rows.append(score_split(split, samples, predictions[name], n_train=n_train))
+        run_dirs.append(run_dir)
+        log.info("finished %s", unit.label)
+    result = ProtocolResult(rows=tuple(rows))
+    result.write(out_dir / "results.md")
+    result.write(out_dir / "results.csv")
+    return ExperimentResult(recipe, result, run_dirs)

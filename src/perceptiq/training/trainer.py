@@ -1,0 +1,238 @@
+"""One trainer for every recipe: epochs of (batch -> model -> objective -> [QGR] -> optimizer), metrics
+on the test parts per epoch, a checkpoint at the end. Methods differ only in configuration.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..evaluation.metrics import compute_metrics
+from ..inference.precision import autocast_context, resolve_precision
+from .config import TrainConfig
+from .data import Batch, TrainItem, make_loader
+from .objectives import get_loss
+from .transforms import ImageTransform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    lr: float
+    train_loss: float
+    n_images: int
+    seconds: float
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # eval set -> metrics
+    n_failed: int = 0
+
+
+@dataclass
+class TrainResult:
+    epochs: list[EpochRecord]
+    steps: list[dict]                       # per-step log (loss; QGR angle and dot)
+    final_metrics: dict[str, dict[str, float]]
+    failures: dict[str, str]                # path -> error for images dropped during training
+    final_predictions: dict[str, np.ndarray] = field(default_factory=dict)  # eval set -> last epoch's scores
+
+    @property
+    def final_loss(self) -> float:
+        return self.epochs[-1].train_loss
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def build_optimizer(params: Sequence[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def _accepts_prompt_keys(model: nn.Module) -> bool:
+    return "prompt_keys" in inspect.signature(model.forward).parameters
+
+
+class Trainer:
+    """Train ``model`` (only its ``requires_grad`` parameters) on ``train_items``.
+
+    ``reduce_gradients`` (DDP) averages gradient lists across processes; QGR applies it to G_qua and
+    G_sem before projecting, the standard step after backward.
+    """
+
+    def __init__(self, config: TrainConfig, *, device: torch.device | str = "cpu",
+                 out_dir: str | Path | None = None, progress: bool = False,
+                 reduce_gradients: Callable | None = None, is_main_process: bool = True,
+                 sampler_factory: Callable | None = None):
+        self.config = config
+        self.device = torch.device(device)
+        self.precision = resolve_precision(config.precision, self.device)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.progress = progress
+        self.reduce_gradients = reduce_gradients
+        self.is_main = is_main_process
+        self.sampler_factory = sampler_factory
+        self.loss_fn = get_loss(config.loss)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def transforms(self, model: nn.Module) -> tuple[ImageTransform, ImageTransform]:
+        info = model.backbone.info
+        c = self.config
+        train = ImageTransform(info.mean, info.std, resize=c.train_resize, crop=c.crop, train=True, hflip=c.hflip)
+        evaluate = ImageTransform(info.mean, info.std, resize=info.image_size, crop=info.image_size, train=False)
+        return train, evaluate
+
+    def _forward(self, model: nn.Module, batch: Batch):
+        pixels = batch.pixels.to(self.device, non_blocking=True)
+        with autocast_context(self.precision, self.device):
+            if _accepts_prompt_keys(model) and any(k is not None for k in batch.prompt_keys):
+                return model(pixels, prompt_keys=list(batch.prompt_keys))
+            return model(pixels)
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, items: Sequence[TrainItem], transform: ImageTransform) -> np.ndarray:
+        """Scores for ``items`` (NaN where an image failed to decode)."""
+        was_training = model.training
+        model.eval()
+        scores = np.full(len(items), np.nan)
+        loader = make_loader(items, transform, batch_size=self.config.eval_batch_size, shuffle=False,
+                             num_workers=self.config.workers)
+        for batch in loader:
+            if len(batch):
+                scores[batch.indices] = self._forward(model, batch).scores.float().cpu().numpy()
+        model.train(was_training)
+        return scores
+
+    def evaluate(self, model: nn.Module, eval_sets: dict[str, Sequence[TrainItem]],
+                 transform: ImageTransform) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+        """Metrics and predictions on every evaluation set."""
+        metrics, predictions = {}, {}
+        for name, items in eval_sets.items():
+            predictions[name] = self.predict(model, items, transform)
+            targets = np.array([it.target for it in items])
+            metrics[name] = compute_metrics(predictions[name], targets)
+        return metrics, predictions
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def fit(self, model: nn.Module, train_items: Sequence[TrainItem],
+            eval_sets: dict[str, Sequence[TrainItem]] | None = None,
+            on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+        config = self.config
+        eval_sets = eval_sets or {}
+        torch.manual_seed(config.seed)
+        model.to(self.device)
+        if config.grad_checkpointing:
+            model.backbone.clip.set_grad_checkpointing(True)
+        params = trainable_parameters(model)
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        optimizer = build_optimizer(params, config)
+        train_tf, eval_tf = self.transforms(model)
+        sampler = self.sampler_factory(train_items) if self.sampler_factory else None
+        loader = make_loader(train_items, train_tf, batch_size=config.batch_size, shuffle=True,
+                             num_workers=config.workers, seed=config.seed, crops_per_image=config.crops_per_image,
+                             balanced=config.balanced, sampler=sampler)
+        epochs: list[EpochRecord] = []
+        steps: list[dict] = []
+        failures: dict[str, str] = {}
+        final_metrics: dict[str, dict[str, float]] = {}
+        final_predictions: dict[str, np.ndarray] = {}
+        for epoch in range(config.epochs):
+            if sampler is not None and hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
+            lr = config.lr_at(epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            start, total_loss, n_images, n_failed = time.perf_counter(), 0.0, 0, 0
+            iterator = loader
+            if self.progress and self.is_main:
+                from tqdm.auto import tqdm
+
+                iterator = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+            for step_index, batch in enumerate(iterator):
+                if config.max_steps_per_epoch is not None and step_index >= config.max_steps_per_epoch:
+                    break
+                failures.update(batch.failures)
+                n_failed += len(batch.failures)
+                if not len(batch):
+                    continue
+                info = self._step(model, batch, params, optimizer)
+                info.update(epoch=epoch, step=len(steps))
+                steps.append(info)
+                total_loss += info["loss"] * len(batch)
+                n_images += len(batch)
+            record = EpochRecord(epoch=epoch + 1, lr=lr, train_loss=total_loss / max(n_images, 1),
+                                 n_images=n_images, seconds=time.perf_counter() - start, n_failed=n_failed)
+            last = epoch == config.epochs - 1
+            if eval_sets and (last or (epoch + 1) % config.eval_every == 0):
+                record.metrics, predictions = self.evaluate(model, eval_sets, eval_tf)
+                if last:
+                    final_metrics, final_predictions = record.metrics, predictions
+            epochs.append(record)
+            self._log_epoch(record)
+            if on_epoch is not None:
+                on_epoch(record)
+        if config.grad_checkpointing:
+            model.backbone.clip.set_grad_checkpointing(False)
+        model.eval()
+        if failures:
+            log.warning("%d training image(s) could not be decoded and were skipped, e.g. %s",
+                        len(failures), next(iter(failures)))
+        self._write_steps(steps)
+        return TrainResult(epochs, steps, final_metrics, failures, final_predictions)
+
+    def _step(self, model: nn.Module, batch: Batch, params: list[nn.Parameter],
+              optimizer: torch.optim.Optimizer) -> dict:
+        optimizer.zero_grad(set_to_none=True)
+        targets = batch.targets.to(self.device)
+        if self.config.step == "qgr":
+            from .qgr import qgr_step
+
+            pixels = batch.pixels.to(self.device)
+            with autocast_context(self.precision, self.device):
+                info = qgr_step(model, pixels, targets, self.config.qgr_lambda, params=params,
+                                reduce_fn=self.reduce_gradients, quality_loss=self.loss_fn)
+            optimizer.step()
+            info["loss"] = info["quality_loss"]
+            return info
+        out = self._forward(model, batch)
+        loss = self.loss_fn(out.scores, targets)
+        loss.backward()
+        if self.reduce_gradients is not None:
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+            for p, g in zip(params, self.reduce_gradients(grads)):
+                p.grad = g
+        optimizer.step()
+        return {"loss": float(loss.detach())}
+
+    # -- logs -----------------------------------------------------------------------------------------
+    def _log_epoch(self, record: EpochRecord) -> None:
+        if not self.is_main:
+            return
+        summary = ", ".join(f"{name}: SRCC {m['srcc']:.4f} PLCC {m['plcc']:.4f}" for name, m in record.metrics.items())
+        log.info("epoch %d lr %.3g loss %.5f %s", record.epoch, record.lr, record.train_loss, summary)
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "epochs.jsonl", "a") as handle:
+                handle.write(json.dumps(record.__dict__, default=float) + "\n")
+
+    def _write_steps(self, steps: list[dict]) -> None:
+        if self.out_dir is None or not self.is_main:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.out_dir / "steps.jsonl", "w") as handle:
+            for info in steps:
+                handle.write(json.dumps(info, default=float) + "\n")

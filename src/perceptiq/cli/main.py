@@ -32,6 +32,11 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Engine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -60,11 +65,40 @@ def score(
     resume: bool = typer.Option(False, help="Skip paths already in --output and append to it."),
     max_pixels: int = typer.Option(200_000_000, help="Images with more pixels become error rows."),
     progress: bool = typer.Option(True, help="Show a progress bar on stderr."),
+    engine: Engine = typer.Option(Engine.local, help="local, or ray: a Ray Data pipeline (pip install "
+                                  "'perceptiq[ray]'); with ray, --output may also be FILE.parquet or a folder "
+                                  "for Parquet shards, and --workers sets a local Ray's CPUs."),
+    address: Optional[str] = typer.Option(None, help="--engine ray: the cluster to join (auto, or HEAD:6379 as "
+                                                     "`ray start --head` printed); default: a local Ray."),
 ) -> None:
     """Score images: one row per image (path, score, error); bad files become error rows."""
     from ..backbones import WeightsNotFoundError
     from ..inference import RunSummary, default_output_columns, load_model, open_writer, read_done_paths, score_paths
 
+    def _echo_model(info: dict) -> None:
+        typer.echo(f"model {info['model']} ({info['backbone']}, weights={info['weights']}, task={info['task']}, "
+                   f"scene={info['scene']}, engine ray)", err=True)
+
+    if engine is Engine.ray:
+        from ..inference.ray_engine import RayNotInstalledError, score_with_ray
+
+        if resume:
+            _fail("--resume works with --engine local only")
+        try:
+            summary = score_with_ray([str(p) for p in paths], model=model, backbone=backbone, weights=weights,
+                                     task=task.value if task else None, scene=scene.value if scene else None,
+                                     device=device.value, precision=precision.value, max_pixels=max_pixels,
+                                     batch_size=batch_size, output=output, address=address, num_cpus=workers,
+                                     progress=progress, on_model=_echo_model)
+        except (RayNotInstalledError, WeightsNotFoundError, KeyError, ValueError, FileNotFoundError,
+                FileExistsError) as err:
+            _fail(str(err).strip('"'))
+        typer.echo(summary.format(), err=True)
+        if summary.n_scored == 0:
+            raise typer.Exit(1)
+        return
+    if address is not None:
+        _fail("--address needs --engine ray")
     if resume and output is None:
         _fail("--resume needs --output FILE")
     try:
@@ -279,6 +313,10 @@ def _run_recipe(recipe_name: str, data: list[str], overrides: list[str], variant
                                 progress=progress, max_runs=max_runs, missing=missing)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
+    from ..training.distributed import is_main_process
+
+    if not is_main_process():  # torchrun: rank 0 reports
+        return
     typer.echo(result.result.to_markdown())
     typer.echo(f"results, checkpoints and logs in {out}")
 

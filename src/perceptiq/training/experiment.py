@@ -14,6 +14,7 @@ The reported figure is always the final epoch's, never the best epoch picked on 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from ..models import build_model, save_checkpoint
 from ..models.checkpoints import load_checkpoint
 from .config import TrainConfig
 from .data import TrainItem
+from .distributed import init_from_env
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -141,13 +143,24 @@ def load_datasets(names: Sequence[str], roots: Mapping[str, str | Path], *, miss
 
 
 # -- running ---------------------------------------------------------------------------------------------
-def build_run_model(recipe: dict, device: torch.device | str):
+def init_checkpoint_path(recipe: dict, unit: RunUnit | None = None) -> str | None:
+    """``model.init`` with ``{seed}`` (the unit's split seed) and ``{index}`` (seed - protocol.split.base_seed)
+    filled in, so split k of a run can start from split k's checkpoint of an earlier run (Gamma Table 7)."""
+    init = (recipe.get("model") or {}).get("init")
+    if not init:
+        return None
+    seed = unit.seed if unit is not None else 0
+    base_seed = ((recipe.get("protocol") or {}).get("split") or {}).get("base_seed", 0)
+    return str(init).format(seed=seed, index=seed - base_seed)
+
+
+def build_run_model(recipe: dict, device: torch.device | str, unit: RunUnit | None = None):
     model_cfg = recipe["model"]
     bundle = build_model(model_cfg["name"], backbone=model_cfg.get("backbone"), weights=model_cfg.get("weights"),
                          task=model_cfg.get("task"), scene=model_cfg.get("scene"), device=device,
                          **(model_cfg.get("options") or {}))
     module = bundle.module
-    init = model_cfg.get("init")
+    init = init_checkpoint_path(recipe, unit)
     if init:
         tensors, _ = load_checkpoint(init)
         missing_keys, unexpected = module.load_state_dict(tensors, strict=False)
@@ -172,21 +185,60 @@ def to_items(samples: Sequence, dataset: LabeledDataset, module) -> list[TrainIt
     return items
 
 
+def forced_expert_rows(recipe: dict, module, trainer: Trainer, unit: RunUnit,
+                       test_items: Mapping[str, list[TrainItem]], n_train: int) -> list:
+    """Gamma Table 6: each test part scored again with only one adaptive expert kept, for every index in
+    ``model.force_expert`` (an int or a list, 0-based; ``model.force_expert_renormalize`` gives the kept
+    expert weight 1). Rows carry ``force_expert=i`` in their parameters; the model is restored after."""
+    model_cfg = recipe.get("model") or {}
+    forced = model_cfg.get("force_expert")
+    if forced is None:
+        return []
+    if not hasattr(module, "set_forced_expert"):
+        raise ValueError(f"model.force_expert: model {model_cfg.get('name')} has no adaptive experts to force")
+    indices = [forced] if isinstance(forced, int) else list(forced)
+    renormalize = bool(model_cfg.get("force_expert_renormalize", False))
+    _, eval_tf = trainer.transforms(module)
+    rows = []
+    try:
+        for index in indices:
+            module.set_forced_expert(int(index), renormalize=renormalize)
+            for name, (split, samples) in unit.test.items():
+                row = score_split(split, samples, trainer.predict(module, test_items[name], eval_tf), n_train=n_train)
+                rows.append(dataclasses.replace(row, params={**row.params, "force_expert": int(index)}))
+    finally:
+        module.set_forced_expert(None)
+    return rows
+
+
 def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str | Path, *,
                    device: str | torch.device = "cpu", progress: bool = False, max_runs: int | None = None,
-                   missing: str = "error", trainer_kwargs: dict | None = None) -> ExperimentResult:
-    """Run every unit of a recipe's protocol; write checkpoints, logs, splits and the result table."""
+                   missing: str = "error", trainer_kwargs: dict | None = None,
+                   datasets: Mapping[str, LabeledDataset] | None = None) -> ExperimentResult:
+    """Run every unit of a recipe's protocol; write checkpoints, logs, splits and the result table.
+
+    Under torchrun every process runs this; rank 0 alone writes files (docs/scale-out.md).
+    """
+    distributed = init_from_env(device)  # None unless started by torchrun
+    if distributed is not None:
+        device = distributed.device
+        trainer_kwargs = {"distributed": distributed, **(trainer_kwargs or {})}
+    is_main = distributed is None or distributed.is_main
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    datasets = load_datasets(datasets_needed(recipe), roots, missing=missing)
+    # ``datasets``: already loaded (e.g. generic CSVs under their own names) instead of ``roots``
+    datasets = dict(datasets) if datasets is not None else load_datasets(datasets_needed(recipe), roots, missing=missing)
     units = plan_runs(recipe, datasets)[:max_runs]
-    save_splits(out_dir / "splits.json", [split for u in units for split, _ in u.test.values()])
-    (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+    if is_main:
+        save_splits(out_dir / "splits.json", [split for u in units for split, _ in u.test.values()])
+        (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
     rows, run_dirs = [], []
     for unit in units:
         run_dir = out_dir / unit.label
-        bundle = build_run_model(recipe, device)
+        bundle = build_run_model(recipe, device, unit)
         module = bundle.module
+        if distributed is not None:
+            distributed.broadcast_module(module)
         test_items = {name: to_items(samples, datasets[name], module) for name, (_, samples) in unit.test.items()}
         n_train = sum(len(s) for s in unit.train.values())
         if unit.train:
@@ -196,20 +248,25 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
             train_items = [it for name, samples in unit.train.items() for it in to_items(samples, datasets[name], module)]
             result = trainer.fit(module, train_items, test_items)
             predictions = result.final_predictions
-            save_checkpoint(run_dir / "model.safetensors", module.trainable_state_dict(), {
-                **bundle.config, "trained_parameters": sorted(module.trainable_state_dict()),
-                "recipe": recipe.get("name"), "run": unit.label,
-                "train": config.to_dict(), "final_metrics": result.final_metrics,
-            })
+            if is_main:
+                save_checkpoint(run_dir / "model.safetensors", module.trainable_state_dict(), {
+                    **bundle.config, "trained_parameters": sorted(module.trainable_state_dict()),
+                    "recipe": recipe.get("name"), "run": unit.label,
+                    "train": config.to_dict(), "final_metrics": result.final_metrics,
+                })
         else:
-            trainer = Trainer(TrainConfig.from_dict(recipe.get("train") or {}), device=device)
+            trainer = Trainer(TrainConfig.from_dict(recipe.get("train") or {}), device=device,
+                              distributed=distributed)
             _, eval_tf = trainer.transforms(module)
             predictions = {name: trainer.predict(module, items, eval_tf) for name, items in test_items.items()}
         for name, (split, samples) in unit.test.items():
             rows.append(score_split(split, samples, predictions[name], n_train=n_train))
+        rows += forced_expert_rows(recipe, module, trainer, unit, test_items, n_train)
         run_dirs.append(run_dir)
-        log.info("finished %s", unit.label)
+        if is_main:
+            log.info("finished %s", unit.label)
     result = ProtocolResult(rows=tuple(rows))
-    result.write(out_dir / "results.md")
-    result.write(out_dir / "results.csv")
+    if is_main:
+        result.write(out_dir / "results.md")
+        result.write(out_dir / "results.csv")
     return ExperimentResult(recipe, result, run_dirs)

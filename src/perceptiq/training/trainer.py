@@ -69,13 +69,20 @@ class Trainer:
     """Train ``model`` (only its ``requires_grad`` parameters) on ``train_items``.
 
     ``reduce_gradients`` (DDP) averages gradient lists across processes; QGR applies it to G_qua and
-    G_sem before projecting, the standard step after backward.
+    G_sem before projecting, the standard step after backward. A reducer with ``with_count(n)`` is told
+    each step's local image count, so unequal shards still average over the global batch.
+
+    ``distributed`` (a ``perceptiq.training.distributed.DistributedContext``; torchrun) supplies the
+    hooks not given (gradient mean, rank-0 side effects, the global-batch sampler whose
+    ``local_batch_size`` sets the per-process batch), sums the epoch's loss and counts over processes,
+    keeps a process with an empty batch in step with the others, and shards evaluation
+    (docs/scale-out.md).
     """
 
     def __init__(self, config: TrainConfig, *, device: torch.device | str = "cpu",
                  out_dir: str | Path | None = None, progress: bool = False,
                  reduce_gradients: Callable | None = None, is_main_process: bool = True,
-                 sampler_factory: Callable | None = None):
+                 sampler_factory: Callable | None = None, distributed=None):
         self.config = config
         self.device = torch.device(device)
         self.precision = resolve_precision(config.precision, self.device)
@@ -84,6 +91,10 @@ class Trainer:
         self.reduce_gradients = reduce_gradients
         self.is_main = is_main_process
         self.sampler_factory = sampler_factory
+        self.distributed = distributed
+        if distributed is not None:
+            self.reduce_gradients = reduce_gradients or distributed.reduce_gradients
+            self.is_main = is_main_process and distributed.is_main
         self.loss_fn = get_loss(config.loss)
 
     # -- helpers -----------------------------------------------------------------------------------
@@ -106,6 +117,9 @@ class Trainer:
         """Scores for ``items`` (NaN where an image failed to decode)."""
         was_training = model.training
         model.eval()
+        all_items = items
+        if self.distributed is not None:  # each process scores its share, then all gather
+            items = [all_items[i] for i in self.distributed.eval_positions(len(all_items))]
         scores = np.full(len(items), np.nan)
         loader = make_loader(items, transform, batch_size=self.config.eval_batch_size, shuffle=False,
                              num_workers=self.config.workers)
@@ -113,6 +127,8 @@ class Trainer:
             if len(batch):
                 scores[batch.indices] = self._forward(model, batch).scores.float().cpu().numpy()
         model.train(was_training)
+        if self.distributed is not None:
+            scores = self.distributed.gather_scores(scores, len(all_items))
         return scores
 
     def evaluate(self, model: nn.Module, eval_sets: dict[str, Sequence[TrainItem]],
@@ -145,7 +161,10 @@ class Trainer:
         optimizer = build_optimizer(params, config)
         train_tf, eval_tf = self.transforms(model)
         sampler = self.sampler_factory(train_items) if self.sampler_factory else None
-        loader = make_loader(train_items, train_tf, batch_size=config.batch_size, shuffle=True,
+        if sampler is None and self.distributed is not None:
+            sampler = self.distributed.make_sampler(train_items, config)
+        batch_size = getattr(sampler, "local_batch_size", config.batch_size)  # per process under torchrun
+        loader = make_loader(train_items, train_tf, batch_size=batch_size, shuffle=True,
                              num_workers=config.workers, seed=config.seed, crops_per_image=config.crops_per_image,
                              balanced=config.balanced, sampler=sampler)
         epochs: list[EpochRecord] = []
@@ -172,12 +191,18 @@ class Trainer:
                 failures.update(batch.failures)
                 n_failed += len(batch.failures)
                 if not len(batch):
+                    if self.distributed is None:
+                        continue
+                    self._empty_step(params, optimizer)  # the other processes' all-reduce needs this one
                     continue
                 info = self._step(model, batch, params, optimizer)
                 info.update(epoch=epoch, step=len(steps))
                 steps.append(info)
                 total_loss += info["loss"] * len(batch)
                 n_images += len(batch)
+            if self.distributed is not None:
+                total_loss, n_images, n_failed = self.distributed.sum([total_loss, n_images, n_failed])
+                n_images, n_failed = int(n_images), int(n_failed)
             record = EpochRecord(epoch=epoch + 1, lr=lr, train_loss=total_loss / max(n_images, 1),
                                  n_images=n_images, seconds=time.perf_counter() - start, n_failed=n_failed)
             last = epoch == config.epochs - 1
@@ -202,25 +227,47 @@ class Trainer:
               optimizer: torch.optim.Optimizer) -> dict:
         optimizer.zero_grad(set_to_none=True)
         targets = batch.targets.to(self.device)
+        reduce_fn = self._reducer(len(batch))
         if self.config.step == "qgr":
             from .qgr import qgr_step
+            from .qgr_views import qgr_view
 
             pixels = batch.pixels.to(self.device)
             with autocast_context(self.precision, self.device):
-                info = qgr_step(model, pixels, targets, self.config.qgr_lambda, params=params,
-                                reduce_fn=self.reduce_gradients, quality_loss=self.loss_fn)
+                info = qgr_step(qgr_view(model), pixels, targets, self.config.qgr_lambda, params=params,
+                                reduce_fn=reduce_fn, quality_loss=self.loss_fn)
             optimizer.step()
             info["loss"] = info["quality_loss"]
             return info
         out = self._forward(model, batch)
         loss = self.loss_fn(out.scores, targets)
         loss.backward()
-        if self.reduce_gradients is not None:
+        if reduce_fn is not None:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-            for p, g in zip(params, self.reduce_gradients(grads)):
+            for p, g in zip(params, reduce_fn(grads)):
                 p.grad = g
         optimizer.step()
         return {"loss": float(loss.detach())}
+
+    def _reducer(self, n_local: int) -> Callable | None:
+        reduce = self.reduce_gradients
+        return reduce.with_count(n_local) if hasattr(reduce, "with_count") else reduce
+
+    def _empty_step(self, params: list[nn.Parameter], optimizer: torch.optim.Optimizer) -> None:
+        """A process whose batch is empty (every image failed to decode) joins the step with weight 0:
+        the same all-reduce(s) and, unless no process had an image, the same optimizer step."""
+        from .qgr import quality_gradient_regularization
+
+        reduce = self._reducer(0)
+        zeros = [torch.zeros_like(p) for p in params]
+        grads = reduce(zeros)
+        if self.config.step == "qgr":
+            grads, _ = quality_gradient_regularization(grads, reduce(zeros), self.config.qgr_lambda)
+        if getattr(reduce, "last_total", 1) == 0:
+            return
+        for p, g in zip(params, grads):
+            p.grad = g.to(p.dtype)
+        optimizer.step()
 
     # -- logs -----------------------------------------------------------------------------------------
     def _log_epoch(self, record: EpochRecord) -> None:

@@ -90,3 +90,11 @@ def test_run_experiment_writes_results_and_loadable_checkpoints(tmp_path):
 def test_missing_dataset_roots_are_named(tmp_path):
     with pytest.raises(ValueError, match="--data NAME=ROOT"):
         run_experiment(_recipe("mixed", datasets=["koniq10k"]), {}, tmp_path)
+
+
+def test_numbers_from_the_command_line_are_numbers_and_set_beats_variant(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: r\nmodel: {name: gamma}\nprotocol: {kind: mixed}\ntrain: {lr: 1.0}\n"
+                    "variants: {slow: {train: {lr: 0.5, epochs: 3}}}\n")
+    recipe = load_recipe(str(path), ["train.lr=1e-3"], variant="slow")
+    assert recipe["train"] == {"lr": 0.001, "epochs": 3}

@@ -299,11 +299,11 @@ def _run_recipe(recipe_name: str, data: list[str], overrides: list[str], variant
     import logging
 
     from ..inference.precision import resolve_device
-    from ..recipes import load_recipe, resolve_variant
+    from ..recipes import load_recipe
     from ..training.experiment import run_experiment
 
     try:
-        recipe = resolve_variant(load_recipe(recipe_name, overrides), variant)
+        recipe = load_recipe(recipe_name, overrides, variant)
     except (KeyError, ValueError) as err:
         _fail(str(err).strip('"'))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -353,9 +353,13 @@ def recipes_command() -> None:
             typer.echo(f"  variants: {', '.join(recipe['variants'])}")
 
 
-from .serve import serve_command  # noqa: E402  (FastAPI is imported only when the command runs)
+# Commands that live in their own modules (their heavy imports happen only when they run).
+from .gamma import experts_command, info_command  # noqa: E402
+from .serve import serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
+app.command("experts")(experts_command)
+app.command("info")(info_command)
 
 
 def main() -> None:

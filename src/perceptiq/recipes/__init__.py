@@ -24,8 +24,10 @@ def list_recipes() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
-    """A recipe by name (shipped) or path, with ``key.sub=value`` overrides applied."""
+def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None,
+                variant: str | None = None) -> dict[str, Any]:
+    """A recipe by name (shipped) or path; a named variant is applied first, then ``key.sub=value``
+    overrides, so the command line always has the last word."""
     path = Path(str(name_or_path))
     if path.suffix in (".yaml", ".yml") and path.is_file():
         text = path.read_text()
@@ -40,6 +42,7 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None) ->
     unknown = sorted(set(recipe) - set(RECIPE_SECTIONS))
     if unknown:
         raise ValueError(f"recipe {name_or_path}: unknown section(s) {unknown}; sections are {RECIPE_SECTIONS}")
+    recipe = resolve_variant(recipe, variant)
     for override in overrides or []:
         apply_override(recipe, override)
     return recipe
@@ -50,7 +53,18 @@ def apply_override(recipe: dict[str, Any], override: str) -> None:
     if "=" not in override:
         raise ValueError(f"override '{override}' is not key=value")
     key, raw = override.split("=", 1)
-    set_value(recipe, key.strip(), yaml.safe_load(raw) if raw != "" else None)
+    set_value(recipe, key.strip(), parse_value(raw))
+
+
+def parse_value(raw: str) -> Any:
+    """YAML syntax, except that a number YAML 1.1 leaves as a string (``1e-3``) becomes a float."""
+    value = yaml.safe_load(raw) if raw != "" else None
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def set_value(recipe: dict[str, Any], dotted: str, value: Any) -> None:

@@ -151,7 +151,10 @@ def init_checkpoint_path(recipe: dict, unit: RunUnit | None = None) -> str | Non
         return None
     seed = unit.seed if unit is not None else 0
     base_seed = ((recipe.get("protocol") or {}).get("split") or {}).get("base_seed", 0)
-    return str(init).format(seed=seed, index=seed - base_seed)
+    try:
+        return str(init).format(seed=seed, index=seed - base_seed)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"model.init '{init}': only {{seed}} and {{index}} can be filled in ({err})") from None
 
 
 def build_run_model(recipe: dict, device: torch.device | str, unit: RunUnit | None = None):
@@ -166,6 +169,10 @@ def build_run_model(recipe: dict, device: torch.device | str, unit: RunUnit | No
         missing_keys, unexpected = module.load_state_dict(tensors, strict=False)
         if unexpected:
             raise ValueError(f"model.init {init}: parameters the model does not have: {unexpected[:5]}")
+        untouched = [n for n, p in module.named_parameters() if p.requires_grad and n not in tensors]
+        if untouched:  # e.g. a 2-layer Gamma checkpoint in a 3-layer model: say so, loudly
+            log.warning("model.init %s does not hold %d trainable parameter(s) of this model (e.g. %s); "
+                        "they keep their initial values", init, len(untouched), untouched[:3])
     trainable = model_cfg.get("trainable")
     if trainable:
         if not hasattr(module, "set_trainable"):

@@ -3,49 +3,15 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from .common import Device, Engine, Precision, Scene, Task, _fail, _parse_data
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="perceptiq: how good an image looks (CLIP-based quality and aesthetics assessment).")
-
-
-class Task(str, Enum):
-    quality = "quality"
-    aesthetics = "aesthetics"
-
-
-class Scene(str, Enum):
-    natural = "natural"
-    ai_generated = "ai-generated"
-    face = "face"
-    underwater = "underwater"
-    auto = "auto"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Engine(str, Enum):
-    local = "local"
-    ray = "ray"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
 
 
 @app.command()
@@ -279,21 +245,6 @@ def synthesize_command(
                f"to {labels} ({len(manifest.get('skipped', []))} source files skipped)")
 
 
-def _parse_data(data: list[str]) -> dict[str, str]:
-    roots = {}
-    for entry in data:
-        if "=" not in entry:
-            _fail(f"--data expects NAME=ROOT, got '{entry}'")
-        name, root = entry.split("=", 1)
-        from ..data import get_dataset_spec
-
-        try:
-            roots[get_dataset_spec(name).name] = root
-        except KeyError as err:
-            _fail(str(err).strip('"'))
-    return roots
-
-
 def _run_recipe(recipe_name: str, data: list[str], overrides: list[str], variant: Optional[str], out: Optional[Path],
                 device: Device, max_runs: Optional[int], missing: str, progress: bool) -> None:
     import logging
@@ -355,11 +306,18 @@ def recipes_command() -> None:
 
 # Commands that live in their own modules (their heavy imports happen only when they run).
 from .gamma import experts_command, info_command  # noqa: E402
+from .bench import bench_command  # noqa: E402
+from .grmp import finetune_command, meta_train_command  # noqa: E402
+from ..training.builtin_command import build_tiny_command  # noqa: E402
 from .serve import serve_command  # noqa: E402
 
 app.command("serve")(serve_command)
 app.command("experts")(experts_command)
 app.command("info")(info_command)
+app.command("meta-train")(meta_train_command)
+app.command("finetune")(finetune_command)
+app.command("bench")(bench_command)
+app.command("build-tiny")(build_tiny_command)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from .zero_shot import ScoreOutput, ZeroShotAssessor
 # Methods register their factories and specs on import.
 from . import gamma  # noqa: E402,F401  (Gamma: MoAE + scene prompts)
 from . import grmp  # noqa: E402,F401  (GRMP-IQA: meta-prompts + QGR)
+from . import builtin  # noqa: E402,F401  (perceptiq-tiny, shipped in the package)
 
 
 __all__ = [

@@ -26,6 +26,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -55,6 +56,7 @@ def save_checkpoint(path: str | Path, tensors: dict[str, torch.Tensor], config: 
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp,
                   metadata={"format": CHECKPOINT_FORMAT})
+        os.chmod(tmp, 0o644)
         os.replace(tmp, tensor_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -118,6 +118,8 @@ def plan_runs(recipe: dict, datasets: Mapping[str, LabeledDataset]) -> list[RunU
     elif kind == "zero-shot":
         test = {n: (whole_dataset_split(ds.samples, n), list(ds.samples)) for n, ds in datasets.items()}
         units.append(RunUnit("zero-shot", {}, test))
+    elif kind == "meta":
+        raise ValueError("protocol.kind = 'meta' is meta pre-training: run it with `perceptiq meta-train --recipe ...`")
     else:
         raise ValueError(f"protocol.kind = {kind!r}: choose one of {', '.join(PROTOCOLS)}")
     return units

@@ -1,0 +1,180 @@
+"""perceptiq bench: FLOP counting (attention included), targets, the peer driver's arguments, and a quick
+end-to-end run of the command on test-tiny without the peer."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from perceptiq.backbones import create_backbone
+from perceptiq.benchmark import (
+    BenchConfig, backbone_tower_macs, check_targets, count_flops, forward_flops, vit_image_tower_macs,
+)
+from perceptiq.benchmark import pyiqa_driver
+from perceptiq.benchmark.workload import write_jpegs
+from perceptiq.models import build_model
+
+VIT_B16_GMACS = 17.56   # the papers' figure for ViT-B/16 at 224x224
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return create_backbone("test-tiny", "random")
+
+
+# -- FLOP counting ------------------------------------------------------------------------------------
+def test_analytic_vit_b16_is_the_papers_figure():
+    macs = vit_image_tower_macs(image_size=224, patch_size=16, width=768, layers=12, output_dim=512)
+    assert macs / 1e9 == pytest.approx(VIT_B16_GMACS, rel=1e-3)
+
+
+def test_vit_b16_image_tower_count_matches_analytic_with_attention():
+    backbone = create_backbone("ViT-B-16", "random")
+    pixels = torch.zeros(1, 3, 224, 224)
+    with torch.inference_mode():      # the fused MHA path: without the fix this counts only 11.3 GMACs
+        counted = count_flops(backbone.encode_image, pixels)
+    assert counted.macs / 1e9 == pytest.approx(VIT_B16_GMACS, rel=0.02)
+    assert counted.macs == pytest.approx(backbone_tower_macs(backbone), rel=1e-6)
+    attention = [n for op, n in counted.by_op.items() if "attention" in op]
+    # 12 blocks x (scores + weighted sum) = 12 * 2 * 197^2 * 768 MACs
+    assert sum(attention) == 2 * 12 * 2 * 197 ** 2 * 768
+
+
+def test_count_is_the_same_with_and_without_gradients(tiny):
+    pixels = torch.zeros(2, 3, 224, 224)
+    with torch.no_grad():
+        no_grad = count_flops(tiny.encode_image, pixels).total
+    with torch.enable_grad():
+        with_grad = count_flops(tiny.encode_image, pixels).total
+    assert no_grad == with_grad == 2 * 2 * backbone_tower_macs(tiny)
+
+
+def test_backward_attention_is_counted(tiny):
+    pixels = torch.zeros(1, 3, 224, 224, requires_grad=True)
+    counted = count_flops(lambda: tiny.encode_image(pixels).sum().backward())
+    assert any("attention" in op and "backward" in op for op in counted.by_op)
+    assert counted.total > 2 * 2 * backbone_tower_macs(tiny)   # forward + backward > 2x forward
+
+
+def test_forward_flops_splits_per_call_work():
+    zero_shot = build_model("zero-shot", backbone="test-tiny", weights="random").module
+    grmp = build_model("grmp-iqa", backbone="test-tiny", weights="random").module
+    zs = forward_flops(zero_shot, 224)
+    gr = forward_flops(grmp, 224)
+    assert zs.per_batch == 0                      # text features are cached buffers
+    assert zs.per_image >= 2 * backbone_tower_macs(zero_shot.backbone)
+    assert gr.per_batch > 0                       # the learned text prompts are encoded on every call
+    # 8 visual prompt tokens per block make the image tower longer than plain CLIP's
+    assert gr.per_image > zs.per_image
+    assert gr.at_batch(4) == gr.per_batch + 4 * gr.per_image
+
+
+# -- targets -------------------------------------------------------------------------------------------
+def _row(model, mode, ips, batch=8, mfu=None, precision="fp32", compiled=False, workers=None):
+    return {"model": model, "mode": mode, "images_per_s": ips, "batch_size": batch, "mfu": mfu,
+            "precision": precision, "compiled": compiled, "decode_workers": workers,
+            "achieved_flops_per_s": 1e9}
+
+
+def test_targets_are_computed_from_the_figures():
+    result = {
+        "inference": [
+            _row("zero-shot", "model", 2.0, mfu=0.5), _row("zero-shot", "end_to_end", 1.9, workers=1),
+            _row("gamma", "model", 1.0, mfu=0.4),
+        ],
+        "peer": {"metrics": {"clipiqa": {"end_to_end_images_per_s": 0.5}}},
+    }
+    checks = {c["name"]: c for c in check_targets(result)}
+    assert checks["end_to_end_vs_pyiqa_clipiqa"]["measured"] == pytest.approx(3.8)
+    assert checks["end_to_end_vs_pyiqa_clipiqa"]["met"] is True
+    assert checks["model_mfu"]["measured"] == 0.5 and checks["model_mfu"]["met"] is False
+    assert checks["end_to_end_vs_model"]["measured"] == pytest.approx(0.95)
+    assert checks["gamma_mfu_vs_zero_shot"]["measured"] == pytest.approx(0.8)
+    assert checks["gamma_mfu_vs_zero_shot"]["met"] is False
+
+
+def test_targets_without_the_peer_are_not_judged():
+    checks = {c["name"]: c for c in check_targets({"inference": [], "peer": {"skipped": "--no-peer"}})}
+    assert all(c["met"] is None for c in checks.values())
+
+
+# -- the peer driver (runs inside the pyiqa venv; only its argument handling is tested here) -------------
+def test_driver_parses_arguments():
+    args = pyiqa_driver.parse_args(["--images", "imgs", "--out", "o.json", "--weights-dir", "w",
+                                    "--metrics", "liqe, clipiqa", "--batch-size", "2"])
+    assert args.metrics == ["liqe", "clipiqa"] and args.batch_size == 2 and args.device == "cpu"
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--metrics", "clipiqa,musiq"], "unsupported metric"),
+    (["--batch-size", "0"], "--batch-size must be >= 1"),
+])
+def test_driver_rejects_bad_arguments(extra, message, capsys):
+    with pytest.raises(SystemExit):
+        pyiqa_driver.parse_args(["--images", "i", "--out", "o", "--weights-dir", "w", *extra])
+    assert message in capsys.readouterr().err
+
+
+def test_driver_lists_images_in_order(tmp_path):
+    for name in ("b.jpg", "a.JPG", "notes.txt", "c.png"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.rsplit("/", 1)[1] for p in pyiqa_driver.list_images(str(tmp_path))] == ["a.JPG", "b.jpg", "c.png"]
+    assert len(pyiqa_driver.list_images(str(tmp_path), limit=2)) == 2
+
+
+# -- workload --------------------------------------------------------------------------------------------
+def test_benchmark_jpegs_are_photo_sized_and_reproducible(tmp_path):
+    first = write_jpegs(tmp_path / "a", 2, width=320, height=240, seed=3)
+    again = write_jpegs(tmp_path / "b", 2, width=320, height=240, seed=3)
+    with Image.open(first[0]) as image:
+        assert image.size == (320, 240) and image.format == "JPEG"
+    assert [open(p, "rb").read() for p in first] == [open(p, "rb").read() for p in again]
+    with pytest.raises(ValueError, match="n_images"):
+        write_jpegs(tmp_path / "c", 0)
+
+
+def test_quick_defaults_resolve_per_mode():
+    cpu = torch.device("cpu")
+    quick = BenchConfig(quick=True).resolved(cpu)
+    full = BenchConfig().resolved(cpu)
+    assert quick.batch_sizes == (8,) and quick.compile is False
+    assert full.batch_sizes == (1, 8, 32) and full.compile is True
+    assert BenchConfig(batch_sizes=(2,), precisions=("fp32", "bf16")).resolved(cpu).precisions == ("fp32", "bf16")
+
+
+# -- the command, quick, on test-tiny, without the peer ----------------------------------------------------
+def test_bench_command_quick_on_tiny_writes_sane_json(tmp_path):
+    import typer
+
+    from perceptiq.cli.bench import bench_command
+
+    app = typer.Typer()
+    app.command()(bench_command)
+    out = tmp_path / "bench.json"
+    done = CliRunner().invoke(app, ["--quick", "--arch", "test-tiny", "--no-peer", "--out", str(out),
+                                    "--n-images", "8", "--min-seconds", "0.05", "--precisions", "fp32",
+                                    "--train-batch-size", "2", "--train-steps", "1"])
+    assert done.exit_code == 0, done.output
+    result = json.loads(out.read_text())
+    assert result["schema"] == "perceptiq-bench/1" and "2 x multiply-accumulates" in result["convention"]
+    assert result["machine"]["device"] == "cpu" and result["matmul"]["fp32"]["flops_per_s"] > 1e8
+    assert set(result["flops"]) == {"zero-shot", "gamma", "grmp-iqa"}
+    rows = result["inference"]
+    assert {(r["model"], r["mode"]) for r in rows} == {
+        (m, mode) for m in ("zero-shot", "gamma", "grmp-iqa") for mode in ("model", "end_to_end")}
+    for row in rows:
+        assert row["batch_size"] == 8 and row["precision"] == "fp32" and row["images_per_s"] > 0
+        assert row["achieved_flops_per_s"] == pytest.approx(row["flops_per_image"] * row["images_per_s"])
+        assert 0 < row["mfu"] < 2
+        assert row["host_peak_bytes"] > 0
+    e2e = [r for r in rows if r["mode"] == "end_to_end"]
+    assert all(r["n_images"] == 8 and r["n_errors"] == 0 for r in e2e)
+    assert {t["kind"] for t in result["training"]} == {"gamma-mixed", "grmp-qgr", "grmp-meta"}
+    assert all(t["steps_per_s"] > 0 and t["flops_per_step"] > 0 for t in result["training"])
+    assert result["peer"] == {"skipped": "--no-peer"}
+    assert [t["name"] for t in result["targets"]] == [
+        "end_to_end_vs_pyiqa_clipiqa", "model_mfu", "end_to_end_vs_model", "gamma_mfu_vs_zero_shot"]
+    assert "model_mfu" in done.output    # the table is printed

@@ -1,0 +1,168 @@
+"""The built-in model perceptiq-tiny: shipped weights load offline with no flags, are small and intact,
+rank the example images, expose the backbone, and the recipe that makes them runs end to end."""
+import json
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+
+import perceptiq
+from perceptiq.backbones import create_backbone, sha256_of
+from perceptiq.models import build_model, get_model_spec
+from perceptiq.models.builtin import (
+    BuiltinWeightsError,
+    builtin_backbone_weights,
+    builtin_checkpoint_path,
+    builtin_config,
+    builtin_tensors,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "images"
+MAX_SHIPPED_BYTES = 10 * 1000 * 1000
+
+
+@pytest.fixture()
+def no_network(monkeypatch):
+    """Any attempt to open a socket fails the test: the built-in model must never reach for the network."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args[:2]}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def shipped_model():
+    """The built-in model by name (built once: the tests below only read it)."""
+    return build_model("perceptiq-tiny").module
+
+
+@pytest.fixture(scope="module")
+def example_pixels():
+    from perceptiq.training.transforms import ImageTransform
+    from perceptiq.backbones import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+    transform = ImageTransform(OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, resize=224, crop=224, train=False)
+    names = ["coffee", "coffee_blur", "coffee_noise", "coffee_jpeg_q5"]
+    return names, torch.stack([transform(EXAMPLES / f"{name}.jpg") for name in names])
+
+
+def test_loads_by_name_offline_with_no_flags(no_network, example_pixels):
+    bundle = build_model("perceptiq-tiny")
+    assert bundle.backbone.arch == "perceptiq-tiny" and bundle.task == "quality"
+    _, pixels = example_pixels
+    with torch.no_grad():
+        scores = bundle.module(pixels).scores
+    assert scores.shape == (4,) and bool(((scores > 0) & (scores < 1)).all())
+    # the public entry point builds the same model and gives the same scores
+    assessor = perceptiq.load_model("perceptiq-tiny", device="cpu", precision="fp32")
+    torch.testing.assert_close(torch.as_tensor(assessor.score(pixels)), scores)
+    from_file = assessor.score([str(EXAMPLES / "coffee.jpg")])
+    assert from_file.shape == (1,) and 0 < from_file[0] < 1
+
+
+def test_shipped_file_is_small_and_matches_its_recorded_sha256(shipped_model):
+    path = builtin_checkpoint_path()
+    assert path.stat().st_size <= MAX_SHIPPED_BYTES
+    config = json.loads(path.with_suffix(".json").read_text())
+    assert config["sha256"] == sha256_of(path)
+    assert config["format"] == "perceptiq-checkpoint/1" and config["backbone"] == "perceptiq-tiny"
+    # every tensor the model has is in the file (nothing is left to the random initialisation)
+    assert set(builtin_tensors()) == set(shipped_model.state_dict())
+
+
+def test_pristine_example_ranks_above_its_distorted_copies(shipped_model, example_pixels):
+    names, pixels = example_pixels
+    with torch.no_grad():
+        scores = dict(zip(names, shipped_model(pixels).scores.tolist()))
+    beaten = [name for name in names[1:] if scores["coffee"] > scores[name]]
+    assert len(beaten) >= 2, scores
+
+
+def test_shipped_checkpoint_path_gives_the_same_model_as_the_name(shipped_model, example_pixels):
+    _, pixels = example_pixels
+    with torch.no_grad():
+        by_name = shipped_model(pixels).scores
+        by_path = build_model(str(builtin_checkpoint_path())).module(pixels).scores
+    torch.testing.assert_close(by_name, by_path)
+
+
+def test_backbone_weights_file_loads_into_create_backbone(tmp_path, shipped_model, example_pixels):
+    path = builtin_backbone_weights(cache_dir=tmp_path)
+    assert path.parent == tmp_path and builtin_config()["sha256"][:12] in path.name
+    backbone = create_backbone("perceptiq-tiny", weights=str(path))
+    _, pixels = example_pixels
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.encode_image(pixels), shipped_model.backbone.encode_image(pixels))
+    assert builtin_backbone_weights(cache_dir=tmp_path) == path   # extracted once, then reused
+
+
+def test_other_backbone_weights_are_refused_not_discarded(tmp_path):
+    from safetensors.torch import save_file
+
+    other = create_backbone("perceptiq-tiny", "random", seed=3)
+    file = tmp_path / "other.safetensors"
+    save_file({k: v.contiguous() for k, v in other.clip.state_dict().items()}, str(file))
+    with pytest.raises(BuiltinWeightsError, match="ships its own CLIP weights"):
+        build_model("perceptiq-tiny", weights=str(file))
+
+
+def test_registered_metadata():
+    spec = get_model_spec("perceptiq-tiny")
+    assert spec.default_backbone == "perceptiq-tiny" and spec.higher_is_better and spec.tasks == ("quality",)
+
+
+def test_reproduction_recipe_runs_end_to_end(tmp_path):
+    pytest.importorskip("skimage")
+    from perceptiq.recipes import load_recipe
+    from perceptiq.training.builtin import build_builtin_model
+
+    recipe = load_recipe("perceptiq-tiny")
+    recipe["protocol"]["sources"] = {"train": ["text"], "heldout": ["clock"]}
+    recipe["protocol"]["synthesize"].update(types=["jpeg", "gaussian_blur", "white_noise"], levels=[1, 5],
+                                            max_side=64)
+    recipe["protocol"]["stages"][0]["train"].update(epochs=1)
+    result = build_builtin_model(tmp_path / "out", recipe=recipe, work_dir=tmp_path / "work",
+                                 train_overrides={"max_steps_per_epoch": 1, "batch_size": 2})
+    assert result.n_train_images == 6 and result.n_heldout_images == 6
+    assert set(result.heldout_by_group) == {"blur", "compression", "noise"}
+    config = json.loads(result.checkpoint.with_suffix(".json").read_text())
+    assert config["sha256"] == sha256_of(result.checkpoint) and config["sources"]["heldout"] == ["clock"]
+    # the DCT patch embedding was frozen, the rest of the vision tower trained
+    rebuilt = build_model(str(result.checkpoint)).module
+    start = create_backbone("perceptiq-tiny", "random").clip.visual
+    from perceptiq.training.builtin_init import dct_filter_bank
+
+    patch = recipe["model"]["patch_init"]
+    bank = dct_filter_bank(32, luma_frequencies=patch["luma_frequencies"],
+                           chroma_frequencies=patch["chroma_frequencies"], gain=patch["gain"])
+    conv = rebuilt.backbone.clip.visual.conv1.weight
+    torch.testing.assert_close(conv[: len(bank)], bank.half().float())
+    assert not torch.equal(rebuilt.backbone.clip.visual.proj, start.proj.half().float())
+
+
+def test_sources_must_not_overlap(tmp_path):
+    pytest.importorskip("skimage")
+    from perceptiq.recipes import load_recipe
+    from perceptiq.training.builtin import prepare_data
+
+    recipe = load_recipe("perceptiq-tiny")
+    recipe["protocol"]["sources"] = {"train": ["text", "clock"], "heldout": ["clock"]}
+    with pytest.raises(ValueError, match=r"\['clock'\] are both in train and heldout"):
+        prepare_data(recipe, tmp_path)
+
+
+def test_text_context_follows_the_loaded_token_table_not_the_random_one(shipped_model, example_pixels):
+    from perceptiq.models.builtin import build_builtin
+
+    # a backbone whose random draw differs (as another torch version's might): same scores after loading
+    other_draw = build_builtin(create_backbone("perceptiq-tiny", "random", seed=7))
+    context = other_draw.text_context
+    table = other_draw.backbone.token_embeddings(context.tokens)
+    torch.testing.assert_close(context.suffix, table[:, 1 + context.n_ctx:])
+    torch.testing.assert_close(context.prefix, table[:, :1])
+    _, pixels = example_pixels
+    with torch.no_grad():
+        torch.testing.assert_close(other_draw(pixels).scores, shipped_model(pixels).scores)

@@ -12,25 +12,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _parse_data(entries: list[str]) -> dict[str, str]:
-    from ..data import get_dataset_spec
-
-    roots = {}
-    for entry in entries:
-        if "=" not in entry:
-            _fail(f"--data expects NAME=ROOT, got '{entry}'")
-        name, root = entry.split("=", 1)
-        try:
-            roots[get_dataset_spec(name).name] = root
-        except KeyError as err:
-            _fail(str(err).strip('"'))
-    return roots
+from .common import _fail, _parse_data
 
 
 def _chosen_images(samples: list, n: int | None, seed: int) -> list:

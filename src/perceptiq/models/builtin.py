@@ -147,6 +147,9 @@ def build_builtin(backbone: ClipBackbone, *, task: str = "quality", scene: str |
         if unexpected:
             raise BuiltinWeightsError(f"{builtin_checkpoint_path()}: tensors the model does not have: "
                                       f"{unexpected[:5]} (options differ from the ones it was trained with)")
+        # reports (`perceptiq score` header, /v1/models) name the weights actually used, not the placeholder
+        backbone.info.weights = f"shipped ({builtin_checkpoint_path().name})"
+        backbone.info.source_file = str(builtin_checkpoint_path())
     return model
 
 

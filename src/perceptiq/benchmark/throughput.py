@@ -10,18 +10,18 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
 from ..inference import Assessor, score_paths
 from ..inference.loader import auto_num_workers
 from ..inference.precision import autocast_context
-from .timing import PeakMemory, synchronize, time_calls, track_peak_memory
+from .timing import FigureRecord, synchronize, time_calls, track_peak_memory
 
 
 @dataclass
-class InferenceFigure:
+class InferenceFigure(FigureRecord):
     """One row of the inference table (per-image FLOPs and MFU are filled in by the runner)."""
 
     model: str
@@ -42,13 +42,6 @@ class InferenceFigure:
     host_peak_bytes: int | None = None
     host_peak_reset: bool = False
     gpu_peak_bytes: int | None = None
-
-    def add_memory(self, peak: PeakMemory) -> None:
-        self.host_peak_bytes, self.host_peak_reset = peak.host_peak_bytes, peak.host_peak_reset
-        self.gpu_peak_bytes = peak.gpu_peak_bytes
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def measure_model(name: str, module: torch.nn.Module, *, batch_size: int, image_size: int,

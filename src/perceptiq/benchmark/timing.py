@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -99,6 +99,17 @@ class PeakMemory:
     host_peak_bytes: int | None = None
     host_peak_reset: bool = False
     gpu_peak_bytes: int | None = None
+
+
+class FigureRecord:
+    """Methods shared by the benchmark's result dataclasses (each declares the three memory fields)."""
+
+    def add_memory(self, peak: PeakMemory) -> None:
+        self.host_peak_bytes, self.host_peak_reset = peak.host_peak_bytes, peak.host_peak_reset
+        self.gpu_peak_bytes = peak.gpu_peak_bytes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @contextlib.contextmanager

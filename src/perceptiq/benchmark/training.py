@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -26,7 +26,7 @@ from ..training import TrainConfig, Trainer
 from ..training.data import TrainItem
 from ..training.meta import meta_step, model_loss_fn
 from .flops import count_flops
-from .timing import PeakMemory, time_calls, track_peak_memory
+from .timing import FigureRecord, time_calls, track_peak_memory
 
 TRAINING_KINDS = ("gamma-mixed", "grmp-qgr", "grmp-meta")
 GAMMA_MIXED_PROMPT_KEYS = ("naive", "quality")   # two prompt sets in one batch, as mixed training has
@@ -35,7 +35,7 @@ GRMP_META_TRAINABLE = "prompts"                  # GRMP-IQA section 3.3
 
 
 @dataclass
-class TrainingFigure:
+class TrainingFigure(FigureRecord):
     kind: str
     precision: str
     batch_size: int              # images per optimizer step (meta: per task, support + query)
@@ -50,13 +50,6 @@ class TrainingFigure:
     host_peak_bytes: int | None = None
     host_peak_reset: bool = False
     gpu_peak_bytes: int | None = None
-
-    def add_memory(self, peak: PeakMemory) -> None:
-        self.host_peak_bytes, self.host_peak_reset = peak.host_peak_bytes, peak.host_peak_reset
-        self.gpu_peak_bytes = peak.gpu_peak_bytes
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def model_options(name: str, arch: str) -> dict:

@@ -6,12 +6,16 @@ Learnability (docs/grmp.md, "End-to-end test"): the backbone is the built-in qua
 (`perceptiq-tiny`), whose image features carry distortion strength; on a random test-tiny, meta-training
 found the quality direction for one seed in four only. Two monotone distortion types (``darken``,
 ``contrast_change``), 12 references to meta-train on, 16 other references to fine-tune and test on
-(split by reference). Measured with seeds 0 and 1: meta-learned start 0.82-0.94 SRCC per split (medians
-0.85 and 0.91), random prompts -0.10 to 0.00; the bar 0.75 sits below every measured split.
+(split by reference). Meta-training sits on a plateau (p(high) ~ 0.5) for 40-100 outer steps before the
+visual prompts find the quality direction, hence 24 epochs of 6 steps with the recipe's decay.
+Measured on the shipped weights (seeds 0, 1, 3): 50-shot SRCC from the meta start 0.79-0.92 per split
+(medians 0.80, 0.87, 0.91), from random prompts -0.18 to 0.25; the bar 0.75 sits below every measured
+split. Seed 2 stays on the plateau (documented); PERCEPTIQ_E2E_SEED=N reruns the calibration.
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -25,7 +29,7 @@ from ..conftest import textured_image
 
 TYPES = "darken,contrast_change"
 SRCC_BAR = 0.75
-SEED = 0                 # seeds the task split, the meta-batches and the few-shot splits
+SEED = int(os.environ.get("PERCEPTIQ_E2E_SEED", "0"))   # seeds the task split, the meta-batches and the few-shot splits
 
 
 def tiny_overrides():
@@ -88,8 +92,8 @@ def runs(tmp_path_factory, app):
     target = _synthetic(root / "target", range(100, 116))              # 16 other references, 160 images
     _invoke(app, ["meta-train", "--data", f"csv={pretrain}", "--out", str(root / "meta"), "--no-progress",
                   "--device", "cpu", *sum((["--set", s] for s in tiny_overrides() + [
-                      f"meta.seed={SEED}", "protocol.datasets=[csv]", "meta.epochs=8", "meta.beta=0.05", "meta.lr_decay=1.0",
-                      "meta.tasks_per_step=2", "meta.support_batch=16", "meta.query_batch=16",
+                      f"meta.seed={SEED}", "protocol.datasets=[csv]", "meta.epochs=24", "meta.beta=0.05",
+                      "meta.tasks_per_step=2", "meta.support_batch=8", "meta.query_batch=8",
                       "meta.workers=0", "meta.precision=fp32"]), [])])
     finetune = ["finetune", "--data", f"csv={target}", "--shots", "50", "--splits", "3", "--lam", "5",
                 "--no-progress", "--device", "cpu",
@@ -110,10 +114,6 @@ def test_meta_training_wrote_a_checkpoint_and_lowered_the_query_loss(runs):
     assert config["tasks"] == ["csv/darken", "csv/contrast_change"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 5, open: calibrated on an earlier build of perceptiq-tiny (meta start 0.82-0.94 SRCC); with the "
-    "shipped build the meta start is ~0 (-0.05/0.01/0.12). Needs re-calibration, not a lower bar; strict, so "
-    "it fails loudly once it passes and the mark must go."))
 def test_fifty_shots_from_the_meta_prompts_beat_random_prompts_on_the_same_splits(runs):
     meta_median, meta_all = _median_srcc(runs / "from-meta")
     random_median, random_all = _median_srcc(runs / "from-random")
@@ -121,6 +121,7 @@ def test_fifty_shots_from_the_meta_prompts_beat_random_prompts_on_the_same_split
     # The same three held-out test parts (same split seeds and fingerprints) for both starts.
     assert json.loads((runs / "from-meta" / "splits.json").read_text()) == \
         json.loads((runs / "from-random" / "splits.json").read_text())
+    print(f"\nseed {SEED}: from meta {meta_all}, from random {random_all}")
     assert meta_median > SRCC_BAR, (meta_all, random_all)
     assert meta_median > random_median + 0.3, (meta_all, random_all)
 

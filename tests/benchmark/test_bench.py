@@ -66,10 +66,21 @@ def test_forward_flops_splits_per_call_work():
     gr = forward_flops(grmp, 224)
     assert zs.per_batch == 0                      # text features are cached buffers
     assert zs.per_image >= 2 * backbone_tower_macs(zero_shot.backbone)
-    assert gr.per_batch > 0                       # the learned text prompts are encoded on every call
+    assert gr.per_batch == 0                      # the learned text prompts are encoded once, then cached
     # 8 visual prompt tokens per block make the image tower longer than plain CLIP's
     assert gr.per_image > zs.per_image
     assert gr.at_batch(4) == gr.per_batch + 4 * gr.per_image
+
+    class PerCallWork(torch.nn.Module):           # 2x3 @ 3x4 once per call, 5x6 per image
+        def __init__(self):
+            super().__init__()
+            self.fixed, self.per_image = torch.ones(2, 3), torch.nn.Linear(5, 6, bias=False)
+
+        def forward(self, pixels):
+            return self.per_image(pixels.flatten(1)[:, :5]) + (self.fixed @ torch.ones(3, 4)).sum()
+
+    toy = forward_flops(PerCallWork(), 2)          # pixels [B, 3, 2, 2]: 12 values per image
+    assert (toy.per_batch, toy.per_image) == (2 * 2 * 3 * 4, 2 * 5 * 6)
 
 
 # -- targets -------------------------------------------------------------------------------------------

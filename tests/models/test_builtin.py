@@ -161,8 +161,9 @@ def test_text_context_follows_the_loaded_token_table_not_the_random_one(shipped_
     other_draw = build_builtin(create_backbone("perceptiq-tiny", "random", seed=7))
     context = other_draw.text_context
     table = other_draw.backbone.token_embeddings(context.tokens)
-    torch.testing.assert_close(context.suffix, table[:, 1 + context.n_ctx:])
-    torch.testing.assert_close(context.prefix, table[:, :1])
+    embedded = context.embeddings()
+    torch.testing.assert_close(embedded[:, 1 + context.n_ctx:], table[:, 1 + context.n_ctx:])
+    torch.testing.assert_close(embedded[:, :1], table[:, :1])
     _, pixels = example_pixels
     with torch.no_grad():
         torch.testing.assert_close(other_draw(pixels).scores, shipped_model(pixels).scores)

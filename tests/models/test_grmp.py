@@ -150,3 +150,58 @@ def test_registry_and_checkpoint_round_trip(tmp_path, pixels):
     torch.testing.assert_close(rebuilt(pixels).scores, expected)
     assert not torch.allclose(GRMPModel(create_backbone("test-tiny", "random"), n_visual_tokens=2)(pixels).scores,
                               expected)
+
+
+# -- text features: fresh while the text side trains, cached at inference ----------------------------------
+class CountingTextEncoder:
+    def __init__(self, backbone):
+        self.calls, self.original = 0, backbone.encode_text_embeddings
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.original(*args, **kwargs)
+
+
+def test_inference_encodes_the_prompts_once_until_a_text_weight_changes(backbone, pixels, monkeypatch):
+    model = GRMPModel(backbone, n_visual_tokens=2).eval()
+    counter = CountingTextEncoder(backbone)
+    monkeypatch.setattr(backbone, "encode_text_embeddings", counter)
+    with torch.inference_mode():
+        first = model(pixels).scores
+        torch.testing.assert_close(model(pixels).scores, first)
+    assert counter.calls == 1
+    with torch.no_grad():
+        model.text_context.ctx.add_(torch.randn(model.text_context.ctx.shape, generator=torch.Generator().manual_seed(0)))
+        changed = model(pixels).scores
+        model(pixels)
+    assert counter.calls == 2
+    reference = backbone.logit_scale * model.visual_prompts.encode_image(pixels) @ model.text_context().t()
+    torch.testing.assert_close(changed, torch.softmax(reference, dim=-1)[:, 0].detach())
+    assert not torch.allclose(first, changed)
+    # a cache filled under inference_mode serves a later grad-enabled forward whose text side is frozen
+    model.text_context.ctx.requires_grad_(False)
+    model.visual_prompts.prompts.requires_grad_(True)
+    model(pixels).scores.sum().backward()
+    assert model.visual_prompts.prompts.grad is not None
+
+
+def test_training_and_functional_calls_get_a_graph_through_the_context(backbone, pixels):
+    model = GRMPModel(backbone, n_visual_tokens=2).train()
+    with torch.no_grad():
+        model(pixels)                       # nothing cached can leak into the graph below
+    model(pixels).scores.sum().backward()
+    assert model.text_context.ctx.grad.abs().sum() > 0
+    # torch.func (the meta step): the gradient through functional_call equals the module's
+    params = {"text_context.ctx": model.text_context.ctx.detach().clone()}
+
+    def loss(p):
+        return torch.func.functional_call(model, p, (pixels,)).scores.sum()
+
+    functional = torch.func.grad(loss)(params)["text_context.ctx"]
+    torch.testing.assert_close(functional, model.text_context.ctx.grad, rtol=1e-4, atol=1e-6)
+    model.eval()
+    with torch.no_grad():
+        model(pixels)                       # fills the cache
+    functional_eval = torch.func.grad(loss)(params)["text_context.ctx"]
+    assert functional_eval.abs().sum() > 0.5 * functional.abs().sum()   # not the zero of a cached constant
+    torch.testing.assert_close(functional_eval, functional, rtol=1e-3, atol=1e-5)

@@ -62,3 +62,23 @@ def test_frozen_phrase_context_is_a_buffer(backbone):
     context = LearnableTextContext(backbone, n_ctx=4, init="a photo of a", learnable=False)
     assert list(context.parameters()) == []
     assert "ctx" in dict(context.named_buffers())
+
+
+def test_class_words_follow_the_token_table_when_it_is_loaded_or_trained():
+    backbone = create_backbone("test-tiny", "random")
+    context = LearnableTextContext(backbone, ["high quality", "low quality"], n_ctx=4)
+    before = context().detach()
+    high = backbone.tokenize(["high"])[0, 1].item()
+    with torch.no_grad():
+        backbone.clip.token_embedding.weight[high] += 1.0    # as a load_state_dict or a step would
+    embedded = context.embeddings()
+    torch.testing.assert_close(embedded[0, 5], backbone.clip.token_embedding.weight[high])
+    after = context().detach()
+    assert not torch.allclose(before[0], after[0])          # "high quality." moved
+    torch.testing.assert_close(before[1], after[1])         # "low quality." did not (no "high" token)
+    # a trainable table receives the class words' gradient through the context
+    backbone.clip.token_embedding.weight.requires_grad_(True)
+    context().sum().backward()
+    grad = backbone.clip.token_embedding.weight.grad
+    assert grad[high].abs().sum() > 0
+    assert grad[backbone.tokenize(["X"])[0, 1].item()].abs().sum() == 0   # placeholder rows are replaced

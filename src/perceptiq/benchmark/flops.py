@@ -103,8 +103,9 @@ def count_flops(fn: Callable, *args, **kwargs) -> FlopCount:
 class PerImageFlops:
     """FLOPs of a forward as ``per_batch + per_image × B``.
 
-    ``per_batch`` is work done once per call whatever the batch (e.g. GRMP's learned text prompts are
-    encoded on every forward); ``per_image`` is the image tower and head.
+    ``per_batch`` is work done once per call whatever the batch (0 for perceptiq's models at inference: the
+    text features of every model, GRMP's learned prompts included, are cached); ``per_image`` is the
+    image tower and head.
     """
 
     per_image: int
@@ -117,7 +118,7 @@ class PerImageFlops:
 
 def forward_flops(module: torch.nn.Module, image_size: int, *, device: torch.device | str = "cpu") -> PerImageFlops:
     """Count ``module(pixels)`` at batch sizes 1 and 2 (no gradient) and split the FLOPs into a per-image
-    and a per-call part. The module is called once beforehand so lazily filled caches (Gamma's text
+    and a per-call part. The module is called once beforehand so lazily filled caches (the text
     features) are warm, as they are in a scoring run."""
     device = torch.device(device)
 

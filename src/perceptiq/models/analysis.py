@@ -112,7 +112,7 @@ class ComputeReport:
         prompts, and Gamma's adapter): ``module.image_features`` where the model has one, else
         ``backbone.encode_image``.
     forward: a whole forward pass on a batch of one image after a first call, i.e. with whatever the model
-        caches (Gamma's and zero-shot's text features) taken from the cache — what each new image costs.
+        caches (the text features of Gamma, GRMP-IQA and zero-shot) taken from the cache — what each new image costs.
     text_per_prompt: the text tower (with its MoAE modules) on one prompt. A prompt set of Gamma has five
         prompts; they are encoded once and cached at inference, so this is paid once per prompt set.
     """

@@ -104,22 +104,6 @@ def builtin_backbone_weights(cache_dir: str | os.PathLike | None = None) -> Path
     return target
 
 
-@torch.no_grad()
-def refresh_text_context(model: GRMPModel, *_) -> None:
-    """Recompute the text context's fixed token embeddings (start-of-text, class words, EOT) from the
-    backbone's *current* token table.
-
-    ``LearnableTextContext`` copies them at construction, i.e. from the random table the model is built
-    with; after the shipped table is loaded they must come from it, so scores never depend on how this
-    torch/open_clip version happens to draw the random initialisation. (Used as a load_state_dict
-    post-hook; the builder keeps the table frozen, so at training time both agree.)
-    """
-    context = model.text_context
-    embedded = model.backbone.token_embeddings(context.tokens)
-    context.prefix.copy_(embedded[:, :1])
-    context.suffix.copy_(embedded[:, 1 + context.n_ctx:])
-
-
 def build_builtin(backbone: ClipBackbone, *, task: str = "quality", scene: str | None = None,
                   load_shipped: bool = True, **options) -> GRMPModel:
     """Registry factory ``perceptiq_tiny``: a ``GRMPModel`` on the perceptiq-tiny architecture.
@@ -141,7 +125,6 @@ def build_builtin(backbone: ClipBackbone, *, task: str = "quality", scene: str |
         shipped = {k: v for k, v in builtin_config().get("options", {}).items() if k != "load_shipped"}
         options = {**shipped, **options}
     model = GRMPModel(backbone, task=task, scene=scene, **options)
-    model.register_load_state_dict_post_hook(refresh_text_context)
     if load_shipped:
         _, unexpected = model.load_state_dict(builtin_tensors(), strict=False)
         if unexpected:

@@ -33,6 +33,7 @@ from ..heads import level_expectation
 from ..heads.adapter import DEFAULT_ADAPTER_HIDDEN, Adapter
 from ..prompts import check_scene, check_task, level_prompts, scene_classifier_prompts, scene_level_prompts
 from .registry import ModelSpec, register_factory, register_model
+from .text_cache import TextFeatureCache
 from .zero_shot import ScoreOutput
 
 GAMMA_LEVEL_VALUES = (0.2, 0.4, 0.6, 0.8, 1.0)  # Section 3.2: C is initialised to [0.2, ..., 1.0]
@@ -166,8 +167,7 @@ class GammaModel(nn.Module):
                         router_init_std=router_init_std)
             self.adapter = Adapter(backbone.embed_dim, adapter_hidden, residual=adapter_residual).to(device)
         self.level_values = nn.Parameter(torch.tensor([float(v) for v in level_values], device=device))
-        self._text_cache: dict[str, torch.Tensor] = {}
-        self._text_cache_stamp: tuple | None = None
+        self._text_cache = TextFeatureCache()
         self.scene_order = list(scene_classifier_prompts())
 
     # -- structure -------------------------------------------------------------------------------------
@@ -198,13 +198,8 @@ class GammaModel(nn.Module):
         """Every backbone parameter outside the visual tower (all of them shape the text features)."""
         return [p for name, p in self.backbone.named_parameters() if not name.startswith("clip.visual.")]
 
-    def _text_stamp(self) -> tuple:
-        """Changes whenever a parameter the text features depend on is changed in place (optimizer steps,
-        load_state_dict, manual edits): torch bumps a tensor's ``_version`` on every in-place write."""
-        return tuple(p._version for p in self._text_parameters)
-
     def _text_needs_graph(self) -> bool:
-        return torch.is_grad_enabled() and any(p.requires_grad for p in self._text_parameters)
+        return TextFeatureCache.needs_graph(self._text_parameters)
 
     def _encode_prompt_sets(self, keys: list[str]) -> torch.Tensor:
         """Text features of several prompt sets in one text-encoder pass: [U] keys -> [U,K,D]."""
@@ -225,18 +220,11 @@ class GammaModel(nn.Module):
         return torch.stack([self._cached(key) for key in keys])
 
     def _cached(self, key: str) -> torch.Tensor:
-        stamp = self._text_stamp()
-        if stamp != self._text_cache_stamp:
-            self._text_cache, self._text_cache_stamp = {}, stamp
-        if key not in self._text_cache:
-            # Plain (non-inference) tensors even under inference_mode, so a cache filled while serving can
-            # still be used in a later grad-enabled forward (one with a frozen text tower).
-            with torch.inference_mode(False), torch.no_grad():
-                if key == SCENE_CLASSIFIER_KEY:
-                    self._text_cache[key] = self._encode_scene_classifier()
-                else:
-                    self._text_cache[key] = self._encode_prompt_sets([key])[0]
-        return self._text_cache[key]
+        """One prompt set's (or the scene classifier's) features from the cache, dropped whenever a
+        text-side parameter changes (``TextFeatureCache``)."""
+        compute = (self._encode_scene_classifier if key == SCENE_CLASSIFIER_KEY
+                   else lambda: self._encode_prompt_sets([key])[0])
+        return self._text_cache.get(key, self._text_parameters, compute)
 
     def _encode_scene_classifier(self) -> torch.Tensor:
         """Scene classifier prompts through the original CLIP text tower (experts bypassed): [S,D]."""
@@ -246,7 +234,7 @@ class GammaModel(nn.Module):
             return self.backbone.encode_text(tokens).float()
 
     def clear_text_cache(self) -> None:
-        self._text_cache, self._text_cache_stamp = {}, None
+        self._text_cache.clear()
 
     def train(self, mode: bool = True):
         self.clear_text_cache()

@@ -31,6 +31,7 @@ from ..prompts import check_task, quality_class_words, semantic_prompts
 from ..prompts.learnable import LearnableTextContext
 from ..prompts.visual import DeepVisualPrompts
 from .registry import ModelSpec, register_factory, register_model
+from .text_cache import TextFeatureCache
 from .zero_shot import ScoreOutput
 
 DEFAULT_VISUAL_TOKENS = 8   # the paper does not say; see docs/grmp.md for the choice and its cost
@@ -81,6 +82,7 @@ class GRMPModel(nn.Module):
             raise ValueError(f"GRMP-IQA has no scene prompts; got scene={scene!r}")
         self.task = task
         self.scene = scene
+        self._text_cache = TextFeatureCache()
         self.backbone = backbone
         for parameter in backbone.parameters():
             parameter.requires_grad_(False)
@@ -110,9 +112,35 @@ class GRMPModel(nn.Module):
             return self.backbone.encode_image(pixels)
         return self.visual_prompts.encode_image(pixels)
 
+    @property
+    def _text_sources(self) -> list[torch.Tensor]:
+        """Every tensor the text features depend on: the text tower (all CLIP weights outside the visual
+        tower, token table included) and the context (a parameter, or a buffer when frozen)."""
+        return ([p for name, p in self.backbone.named_parameters() if not name.startswith("clip.visual.")]
+                + [self.text_context.ctx])
+
     def text_features(self) -> torch.Tensor:
-        """[2, D] normalised features of the high- and low-quality prompts (in that order)."""
-        return self.text_context()
+        """[2, D] normalised features of the high- and low-quality prompts (in that order).
+
+        Computed afresh (with a graph) while the text side trains; otherwise once per state of its
+        weights (``TextFeatureCache``): the prompts are the same for every image, so scoring pays the
+        text encoder once, not once per batch.
+        """
+        sources = self._text_sources
+        if TextFeatureCache.needs_graph(sources):
+            return self.text_context()
+        return self._text_cache.get("quality", sources, self.text_context)
+
+    def clear_text_cache(self) -> None:
+        self._text_cache.clear()
+
+    def train(self, mode: bool = True):
+        self.clear_text_cache()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.clear_text_cache()  # .to(device/dtype) replaces tensors without bumping their versions
+        return super()._apply(fn, *args, **kwargs)
 
     def quality_probability(self, pixels: torch.Tensor | None = None, *,
                             image_features: torch.Tensor | None = None) -> torch.Tensor:

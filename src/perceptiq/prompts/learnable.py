@@ -6,9 +6,10 @@ quality") stay fixed token embeddings. The tokenizer sees the placeholder string
 quality."``; after the embedding lookup the placeholder rows are replaced by the context vectors, and the
 text transformer runs on those embeddings (``ClipBackbone.encode_text_embeddings``).
 
-The module holds only the context and the frozen token embeddings around it. It keeps a plain
-(unregistered) reference to the backbone so that a model owning both does not list the backbone's
-weights twice in its ``state_dict``.
+The module holds only the context. The token embeddings around it (start-of-text, class words, '.',
+end-of-text) are looked up in the backbone's token table on every call, so they follow that table when
+it is loaded from a checkpoint or trained. It keeps a plain (unregistered) reference to the backbone so
+that a model owning both does not list the backbone's weights twice in its ``state_dict``.
 """
 from __future__ import annotations
 
@@ -61,14 +62,10 @@ class LearnableTextContext(nn.Module):
         device = next(backbone.parameters()).device
         tokens = backbone.tokenize(self.prompts).to(device)                  # [C, L]
         self._check_placeholders(backbone, tokens)
-        with torch.no_grad():
-            embedded = backbone.token_embeddings(tokens).detach().clone()   # [C, L, W]
         self.register_buffer("tokens", tokens, persistent=False)
-        self.register_buffer("prefix", embedded[:, :1], persistent=False)             # start-of-text
-        self.register_buffer("suffix", embedded[:, 1 + n_ctx:], persistent=False)     # words, '.', EOT, pad
-
-        context = self._initial_context(backbone, init, seed, width=embedded.shape[-1],
-                                        dtype=embedded.dtype, device=device)
+        table = backbone.clip.token_embedding.weight                        # [vocabulary, W]
+        context = self._initial_context(backbone, init, seed, width=table.shape[-1],
+                                        dtype=table.dtype, device=device)
         if learnable:
             self.ctx = nn.Parameter(context)   # [M, W]
         else:
@@ -102,10 +99,14 @@ class LearnableTextContext(nn.Module):
             return backbone.token_embeddings(tokens[1:1 + self.n_ctx]).detach().clone().to(dtype)
 
     def embeddings(self) -> torch.Tensor:
-        """Prompt token embeddings [C, L, W]: start-of-text, the shared context, the class words."""
-        n_classes = self.prefix.shape[0]
-        context = self.ctx.unsqueeze(0).expand(n_classes, -1, -1).to(self.prefix.dtype)
-        return torch.cat([self.prefix, context, self.suffix], dim=1)
+        """Prompt token embeddings [C, L, W]: start-of-text, the shared context, the class words.
+
+        The fixed rows come from the backbone's token table at call time (a gather of C x L rows), not
+        from a copy taken at construction: a copy would go stale when the table is loaded or trained.
+        """
+        fixed = self.backbone.token_embeddings(self.tokens)                # [C, L, W]
+        context = self.ctx.unsqueeze(0).expand(fixed.shape[0], -1, -1).to(fixed.dtype)
+        return torch.cat([fixed[:, :1], context, fixed[:, 1 + self.n_ctx:]], dim=1)
 
     def forward(self, normalize: bool = True) -> torch.Tensor:
         """Text features [C, D] of the class prompts (row order = ``class_words``)."""

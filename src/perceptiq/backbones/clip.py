@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .autocast_policy import install_autocast_policy
 from .architectures import DEFAULT_ARCH, architecture_config, register_perceptiq_configs
 from .weights import WeightSource, parse_weight_source, read_state_dict, resolve_tag, verify_known_file
 
@@ -34,6 +35,7 @@ class BackboneInfo:
     notes: list[str] = field(default_factory=list)
 
 
+
 class ClipBackbone(nn.Module):
     """A CLIP model plus what is needed to feed it.
 
@@ -44,6 +46,7 @@ class ClipBackbone(nn.Module):
     def __init__(self, model: nn.Module, tokenizer, info: BackboneInfo):
         super().__init__()
         self.clip = model
+        install_autocast_policy(model)   # fast, fp32-faithful bf16 autocast (backbones/autocast_policy.py)
         self.tokenizer = tokenizer
         self.info = info
 

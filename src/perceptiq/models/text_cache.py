@@ -23,8 +23,8 @@ class TextFeatureCache:
     """Values keyed by a name, valid while the given source tensors are unchanged.
 
     ``get(key, sources, compute)`` returns ``compute()``'s result, computed at most once per key for one
-    state of ``sources`` (every tensor the value depends on). Values are plain tensors made without
-    gradient, also under ``torch.inference_mode`` (so a cache filled while serving can be read by a later
+    state of ``sources`` (every tensor the value depends on). Values are fp32 tensors computed with
+    autocast off and without gradient, also under ``torch.inference_mode`` (so a cache filled while serving can be read by a later
     grad-enabled forward whose text side is frozen). Callers that need a graph through the text side must
     not use the cache (see ``needs_graph``).
     """
@@ -47,12 +47,16 @@ class TextFeatureCache:
                 or (torch.is_grad_enabled() and any(t.requires_grad for t in sources)))
 
     def get(self, key: str, sources: Iterable[torch.Tensor], compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        sources = list(sources)
         stamp = self.stamp(sources)
         if stamp != self._stamp:
             self._values, self._stamp = {}, stamp
         if key not in self._values:
-            with torch.inference_mode(False), torch.no_grad():
-                self._values[key] = compute()
+            # full precision even when the first call comes under bf16 autocast: the features are
+            # computed once and enter every score, so their rounding would bias every comparison
+            device_type = sources[0].device.type if sources else "cpu"
+            with torch.inference_mode(False), torch.no_grad(), torch.autocast(device_type, enabled=False):
+                self._values[key] = compute().float()
         return self._values[key]
 
     def clear(self) -> None:

@@ -1,0 +1,54 @@
+"""How a CLIP backbone runs under autocast (bf16 on CPU or CUDA): fast, and ranking like fp32.
+
+One adjustment, by composition: open_clip's ViT patch embedding (``visual.conv1``) becomes a
+``Float32PatchEmbedding``, an ``nn.Conv2d`` subclass that computes in fp32 even under autocast. Same
+parameters, same ``state_dict`` keys; no open_clip code is copied.
+
+Why, with measurements on this project's 2-core AVX512-BF16 CPU (ViT-B/16, batch 8, bf16 autocast):
+
+* Precision. The first layer sees raw pixels; in bf16 a pixel keeps 8 bits of mantissa, so the small
+  differences that noise, blur and compression make are rounded before the model sees them. On the
+  built-in model scoring 175 distorted photos, the SRCC between bf16 and fp32 scores rose from 0.99904 to
+  0.99979 (max |difference| 0.041 -> 0.007). Cost: 0.7 % of ViT-B/16's FLOPs.
+* Speed. With a bf16 patch embedding, open_clip adds the class token and positional embedding in the
+  conv's dtype, so the whole residual stream is bf16; torch then leaves nn.MultiheadAttention's fused
+  inference path and projects q/k/v through ``F.multi_head_attention_forward`` on a transposed,
+  non-contiguous [L, B, W] view, which the CPU's bf16 matmul handles by expanding the [W, 3W] weight over
+  the sequence and copying it (348 M elements per block, 0.33 s). 1.35 images/s. With the fp32 patch
+  embedding the residual stream stays fp32 (autocast still runs every linear layer in bf16), the fused
+  attention path is taken and the same model runs at 8.0-9.1 images/s (fp32 without autocast: 4.2).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Float32PatchEmbedding(nn.Conv2d):
+    """``nn.Conv2d`` that computes in its weights' dtype even under autocast (the pixels are cast to it).
+
+    pixels [B, 3, S, S] -> patch embeddings [B, W, S/p, S/p] in the weights' dtype (fp32 for a model kept
+    in fp32 and run under autocast)."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(pixels.device.type, enabled=False):
+            return self._conv_forward(pixels.to(self.weight.dtype), self.weight, self.bias)
+
+
+def keep_patch_embedding_in_fp32(model: nn.Module) -> bool:
+    """Make ``model.visual.conv1`` (open_clip's ViT patch embedding) a ``Float32PatchEmbedding``; same
+    parameters, same state_dict. Returns False where the model has no such conv (e.g. a ResNet tower).
+    Idempotent."""
+    visual = getattr(model, "visual", None)
+    conv = getattr(visual, "conv1", None)
+    if isinstance(conv, Float32PatchEmbedding):
+        return True
+    if type(conv) is not nn.Conv2d or not hasattr(visual, "transformer"):
+        return False
+    conv.__class__ = Float32PatchEmbedding
+    return True
+
+
+def install_autocast_policy(model: nn.Module) -> None:
+    """Apply this module's adjustments to an open_clip CLIP model (idempotent)."""
+    keep_patch_embedding_in_fp32(model)

@@ -41,3 +41,40 @@ def test_under_bf16_autocast_attention_takes_the_fused_path_and_linears_run_in_b
     with torch.inference_mode():
         fp32 = backbone.encode_image(pixels)
     assert 0 < (features - fp32).abs().max() < 2e-2                      # bf16 somewhere, close to fp32
+
+
+def _expanded_weight_bmms(calls, width):
+    """bmm calls whose second operand is the packed q/k/v weight expanded over the sequence: [L, W, 3W]."""
+    return [s for n, s in calls if n == "aten::bmm" and len(s) > 1 and len(s[1]) == 3
+            and s[1][1:] in ((width, 3 * width), (3 * width, width))]
+
+
+def test_training_under_autocast_projects_qkv_in_one_gemm_with_the_same_gradients():
+    """One attention layer of ViT-B/16's size (width 768, 205 tokens with GRMP's prompts, batch 4) as GRMP's
+    prompt tuning runs it: frozen weights, an input that needs a gradient (the prompts are upstream). Then
+    torch's matmul does not fold the transposed input into one GEMM; it expands the weight instead."""
+    from perceptiq.backbones.autocast_policy import install_attention_layout_hooks
+
+    torch.manual_seed(0)
+    layers = {name: torch.nn.Sequential(torch.nn.MultiheadAttention(768, 12, batch_first=True))
+              for name in ("hooked", "unhooked")}
+    layers["unhooked"].load_state_dict(layers["hooked"].state_dict())
+    assert install_attention_layout_hooks(layers["hooked"]) == 1
+    assert install_attention_layout_hooks(layers["hooked"]) == 0        # idempotent
+    tokens = torch.randn(4, 205, 768, generator=torch.Generator().manual_seed(1))
+    grads, bmms = {}, {}
+    for name, layer in layers.items():
+        attention = layer[0]
+        attention.requires_grad_(False)
+        inputs = tokens.clone().requires_grad_(True)
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out, _ = attention(inputs, inputs, inputs, need_weights=False)
+            out.float().square().sum().backward()
+
+        _, calls = _aten_calls(step)
+        grads[name], bmms[name] = inputs.grad.clone(), _expanded_weight_bmms(calls, 768)
+    assert bmms["unhooked"], "torch no longer expands the weight here: the hook may be unnecessary"
+    assert bmms["hooked"] == []
+    torch.testing.assert_close(grads["hooked"], grads["unhooked"], atol=0.5, rtol=2e-2)

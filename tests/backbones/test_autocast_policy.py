@@ -78,3 +78,23 @@ def test_training_under_autocast_projects_qkv_in_one_gemm_with_the_same_gradient
     assert bmms["unhooked"], "torch no longer expands the weight here: the hook may be unnecessary"
     assert bmms["hooked"] == []
     torch.testing.assert_close(grads["hooked"], grads["unhooked"], atol=0.5, rtol=2e-2)
+
+
+def test_layout_hook_acts_exactly_when_the_fused_path_is_closed():
+    from perceptiq.backbones.autocast_policy import _sequence_first_layout
+
+    attention = torch.nn.MultiheadAttention(16, 2, batch_first=True).eval().requires_grad_(False)
+    tokens = torch.randn(2, 5, 16)
+
+    def acts():
+        return _sequence_first_layout(attention, (tokens, tokens, tokens), {}) is not None
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.no_grad():
+            assert not acts()                        # eval, no gradient: fused path, plain layout
+            attention.train()
+            assert acts()                            # training mode closes the fused path
+            attention.eval()
+        attention.requires_grad_(True)
+        assert acts()                                # gradients in play
+    assert not acts()                                # no autocast: never

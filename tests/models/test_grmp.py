@@ -205,3 +205,11 @@ def test_training_and_functional_calls_get_a_graph_through_the_context(backbone,
     functional_eval = torch.func.grad(loss)(params)["text_context.ctx"]
     assert functional_eval.abs().sum() > 0.5 * functional.abs().sum()   # not the zero of a cached constant
     torch.testing.assert_close(functional_eval, functional, rtol=1e-3, atol=1e-5)
+
+
+def test_the_frozen_original_clip_stays_in_eval_mode_when_the_model_trains(backbone):
+    model = GRMPModel(backbone, n_visual_tokens=2, keep_original=True)
+    model.train()
+    assert model.training and model.visual_prompts.training
+    assert not model.original_visual.training    # inference-only: torch's fused attention path stays open
+    assert all(not m.training for m in model.original_visual.modules())

@@ -24,8 +24,8 @@ Why (2): when gradients are needed torch never takes the fused path, and the sam
 transposed [L, B, W] view happens in training (GRMP prompts on ViT-B/16 under bf16: 2.6 s forward+backward
 of 4 images, 80 % of it copying expanded weights; 2.7x slower than fp32). The hook hands the module the
 same [B, L, W] *shape* laid out in memory as [L, B, W], so the module's own transpose gives a contiguous
-tensor and the projection is one GEMM. It acts only under autocast with gradients in play: at inference
-the fused path is faster on the plain layout.
+tensor and the projection is one GEMM. It acts only under autocast when torch will not take its fused
+path (a module in training mode, or gradients in play): the fused path is faster on the plain layout.
 """
 from __future__ import annotations
 
@@ -58,14 +58,20 @@ def keep_patch_embedding_in_fp32(model: nn.Module) -> bool:
     return True
 
 
+def _takes_fused_path(module: nn.MultiheadAttention, query: torch.Tensor) -> bool:
+    """Whether torch can run ``module`` through its fused inference kernel (which wants the plain layout):
+    only in eval mode and with no gradient to compute."""
+    if module.training:
+        return False
+    return not (torch.is_grad_enabled() and (query.requires_grad or any(p.requires_grad for p in module.parameters())))
+
+
 def _sequence_first_layout(module: nn.MultiheadAttention, args: tuple, kwargs: dict):
-    if not args or not module.batch_first or not torch.is_grad_enabled():
+    if not args or not module.batch_first:
         return None
     query = args[0]
-    if query.dim() != 3 or not torch.is_autocast_enabled(query.device.type):
+    if query.dim() != 3 or not torch.is_autocast_enabled(query.device.type) or _takes_fused_path(module, query):
         return None
-    if not (query.requires_grad or any(p.requires_grad for p in module.parameters())):
-        return None     # torch may still take its fused path, which prefers the plain layout
     relaid = query.transpose(0, 1).contiguous().transpose(0, 1)      # shape [B, L, W], memory [L, B, W]
     # self-attention passes one tensor three times; keep it one object so the module's q-is-k-is-v
     # branch (one packed projection) still applies

@@ -35,10 +35,12 @@ def format_report(result: dict) -> str:
         for name, f in result["flops"].items()))
     parts.append("")
     rows = [[r["model"], r["mode"], r["precision"], "yes" if r["compiled"] else "no", str(r["batch_size"]),
-             f"{r['images_per_s']:.2f}", f"{(r['achieved_flops_per_s'] or 0) / 1e9:.1f}", _pct(r["mfu"]),
+             f"{r['images_per_s']:.2f}",
+             "-" if r.get("steady_images_per_s") is None else f"{r['steady_images_per_s']:.2f}",
+             f"{(r['achieved_flops_per_s'] or 0) / 1e9:.1f}", _pct(r["mfu"]),
              _gb(r["host_peak_bytes"]), _gb(r["gpu_peak_bytes"]),
              "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"] for r in result["inference"]]
-    parts.append(_table(["model", "mode", "prec", "compiled", "batch", "img/s", "GFLOP/s", "MFU",
+    parts.append(_table(["model", "mode", "prec", "compiled", "batch", "img/s", "steady", "GFLOP/s", "MFU",
                          "host GiB", "GPU GiB", "compile s"], rows))
     if result.get("training"):
         parts.append("")

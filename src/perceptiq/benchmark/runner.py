@@ -11,6 +11,7 @@ import datetime as _dt
 import os
 import platform
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -74,7 +75,7 @@ class BenchConfig:
         values.update(
             batch_sizes=tuple(pick(self.batch_sizes, (8,), (1, 8, 32), (1, 8, 32, 128))),
             compile=pick(self.compile, False, True),
-            n_images=pick(self.n_images, 8, 32, 1024),
+            n_images=pick(self.n_images, 24, 96, 1024),   # >= 3 batches: a steady state after the first
             min_seconds=pick(self.min_seconds, 1.0, 4.0, 2.0),
             train_batch_size=pick(self.train_batch_size, 2, 8, 32),
             train_steps=pick(self.train_steps, 1, 2, 10),
@@ -145,7 +146,8 @@ def run_benchmark(config: BenchConfig, *, log: Callable[[str], None] = print) ->
     if config.threads:
         torch.set_num_threads(config.threads)
     config = config.resolved(device)
-    progress = _Progress(log)
+    started = time.perf_counter()
+    progress = _Progress(lambda text: log(f"[{time.perf_counter() - started:6.1f}s] {text}"))
     unknown = [m for m in config.models if m not in BENCH_MODELS]
     if unknown:
         raise ValueError(f"unknown benchmark model(s) {unknown}: choose from {', '.join(BENCH_MODELS)}")

@@ -8,8 +8,10 @@ from __future__ import annotations
 # name -> (threshold, what it means)
 TARGETS = {
     "end_to_end_vs_pyiqa_clipiqa": (3.0, "perceptiq zero-shot end-to-end img/s >= 3x pyiqa CLIP-IQA end-to-end img/s"),
-    "model_mfu": (0.80, "zero-shot model-bound MFU >= 80% of the measured matmul rate"),
-    "end_to_end_vs_model": (0.95, "zero-shot end-to-end img/s within 5% of the bare model forward (same batch)"),
+    "model_mfu": (0.80, "zero-shot model-bound MFU >= 80% of the measured matmul rate, in bf16 where the "
+                        "device has it natively (the precision `auto` scores in)"),
+    "end_to_end_vs_model": (0.95, "zero-shot end-to-end img/s (steady state: after the first batch) within 5% "
+                                  "of the bare model forward (same batch and precision)"),
     "gamma_mfu_vs_zero_shot": (0.90, "Gamma's MFU within 10% of zero-shot's (same batch, precision)"),
 }
 
@@ -42,8 +44,9 @@ def check_targets(result: dict) -> list[dict]:
         ratio, detail = None, "needs zero-shot end-to-end figures and the peer (run without --no-peer)"
     checks.append(_check("end_to_end_vs_pyiqa_clipiqa", ratio, detail))
 
-    # 2. MFU of the bare model
-    best_model = _best(_rows(result, model="zero-shot", mode="model"), "mfu")
+    # 2. MFU of the bare model, at the operating precision: bf16 where it was measured (native bf16), else fp32
+    zero_rows = _rows(result, model="zero-shot", mode="model")
+    best_model = _best([r for r in zero_rows if r["precision"] == "bf16"] or zero_rows, "mfu")
     checks.append(_check(
         "model_mfu", best_model["mfu"] if best_model else None,
         (f"best: batch {best_model['batch_size']}, {best_model['precision']}"
@@ -56,12 +59,13 @@ def check_targets(result: dict) -> list[dict]:
         bare = _rows(result, model="zero-shot", mode="model", compiled=False, precision=e2e["precision"],
                      batch_size=e2e["batch_size"])
         if bare:
-            pairs.append((e2e["images_per_s"] / bare[0]["images_per_s"], e2e))
+            rate = e2e.get("steady_images_per_s") or e2e["images_per_s"]
+            pairs.append((rate / bare[0]["images_per_s"], e2e))
     if pairs:
         # judged where the scorer is fastest (its operating point), not at the most flattering ratio
-        ratio, e2e = max(pairs, key=lambda p: p[1]["images_per_s"])
+        ratio, e2e = max(pairs, key=lambda p: p[1].get("steady_images_per_s") or p[1]["images_per_s"])
         detail = f"batch {e2e['batch_size']}, {e2e['precision']}, {e2e['decode_workers']} decode worker(s); " + \
-            ", ".join(f"bs{row['batch_size']}: {r:.1%}" for r, row in pairs)
+            ", ".join(f"bs{row['batch_size']} {row['precision']}: {r:.1%}" for r, row in pairs)
     else:
         ratio, detail = None, "needs zero-shot model and end-to-end figures at a common batch size"
     checks.append(_check("end_to_end_vs_model", ratio, detail))

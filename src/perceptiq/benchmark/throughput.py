@@ -36,6 +36,7 @@ class InferenceFigure(FigureRecord):
     compile_s: float | None = None
     decode_workers: int | None = None
     n_errors: int = 0
+    steady_images_per_s: float | None = None      # end to end after the first batch (see measure_end_to_end)
     flops_per_image: float | None = None
     achieved_flops_per_s: float | None = None
     mfu: float | None = None
@@ -73,22 +74,33 @@ def measure_model(name: str, module: torch.nn.Module, *, batch_size: int, image_
 
 def measure_end_to_end(name: str, assessor: Assessor, paths: list[str], *, batch_size: int,
                        num_workers: int | None) -> InferenceFigure:
-    """Images/s of ``score_paths`` over ``paths`` (decode in ``num_workers`` DataLoader workers)."""
+    """Images/s of ``score_paths`` over ``paths`` (decode in ``num_workers`` DataLoader workers).
+
+    ``images_per_s`` is the whole run, worker start-up and the first batch's decode included.
+    ``steady_images_per_s`` counts from the first batch's rows to the last row: the rate of a long run,
+    once the decode workers are ahead of the model (what "millions of images" see); None with one batch.
+    """
+    rows, first_batch_at = [], None
     with track_peak_memory(assessor.device) as peak:
         start = time.perf_counter()
-        rows = list(score_paths(assessor, paths, batch_size=batch_size, num_workers=num_workers,
-                                progress=False))
+        for row in score_paths(assessor, paths, batch_size=batch_size, num_workers=num_workers, progress=False):
+            rows.append(row)
+            if first_batch_at is None and len(rows) >= min(batch_size, len(paths)):
+                first_batch_at = time.perf_counter()
         synchronize(assessor.device)
-        elapsed = time.perf_counter() - start
+        end = time.perf_counter()
+    elapsed = end - start
     errors = [row for row in rows if row["error"]]
     if len(rows) != len(paths):
         raise RuntimeError(f"end-to-end benchmark: {len(rows)} rows for {len(paths)} files")
     workers = auto_num_workers(len(paths), batch_size) if num_workers is None else num_workers
     n_batches = -(-len(paths) // batch_size)
+    after_first = len(paths) - min(batch_size, len(paths))
+    steady = after_first / (end - first_batch_at) if after_first and first_batch_at and end > first_batch_at else None
     figure = InferenceFigure(
         model=name, mode="end_to_end", precision=assessor.precision, compiled=False, batch_size=batch_size,
         images_per_s=len(paths) / elapsed, seconds_per_batch=elapsed / n_batches, n_images=len(paths),
-        calls=n_batches, decode_workers=workers, n_errors=len(errors),
+        calls=n_batches, decode_workers=workers, n_errors=len(errors), steady_images_per_s=steady,
     )
     figure.add_memory(peak)
     return figure

@@ -136,7 +136,10 @@ class GRMPModel(nn.Module):
 
     def train(self, mode: bool = True):
         self.clear_text_cache()
-        return super().train(mode)
+        super().train(mode)
+        if self.original_visual is not None:   # the frozen original CLIP is only ever run for inference
+            self.original_visual.eval()
+        return self
 
     def _apply(self, fn, *args, **kwargs):
         self.clear_text_cache()  # .to(device/dtype) replaces tensors without bumping their versions

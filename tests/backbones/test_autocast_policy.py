@@ -98,3 +98,14 @@ def test_layout_hook_acts_exactly_when_the_fused_path_is_closed():
         attention.requires_grad_(True)
         assert acts()                                # gradients in play
     assert not acts()                                # no autocast: never
+
+
+def test_inside_torch_compile_the_fused_path_is_never_assumed(monkeypatch):
+    from perceptiq.backbones.autocast_policy import _takes_fused_path
+
+    attention = torch.nn.MultiheadAttention(16, 2, batch_first=True).eval().requires_grad_(False)
+    tokens = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        assert _takes_fused_path(attention, tokens)
+        monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)   # as inside a dynamo trace
+        assert not _takes_fused_path(attention, tokens)    # the traced graph runs the unfused path

@@ -60,8 +60,9 @@ def keep_patch_embedding_in_fp32(model: nn.Module) -> bool:
 
 def _takes_fused_path(module: nn.MultiheadAttention, query: torch.Tensor) -> bool:
     """Whether torch can run ``module`` through its fused inference kernel (which wants the plain layout):
-    only in eval mode and with no gradient to compute."""
-    if module.training:
+    only in eval mode and with no gradient to compute, and never inside ``torch.compile`` (the traced graph
+    takes the unfused path)."""
+    if module.training or torch.compiler.is_compiling():
         return False
     return not (torch.is_grad_enabled() and (query.requires_grad or any(p.requires_grad for p in module.parameters())))
 

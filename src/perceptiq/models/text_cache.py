@@ -13,6 +13,8 @@ import torch
 
 
 def _is_functorch_tensor(tensor: torch.Tensor) -> bool:
+    if torch.compiler.is_compiling():   # not traceable by dynamo; torch.func is not combined with compile here
+        return False
     try:
         return bool(torch._C._functorch.is_functorch_wrapped_tensor(tensor))
     except AttributeError:   # a torch without functorch internals

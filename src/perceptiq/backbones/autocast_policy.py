@@ -60,9 +60,12 @@ def keep_patch_embedding_in_fp32(model: nn.Module) -> bool:
 
 def _takes_fused_path(module: nn.MultiheadAttention, query: torch.Tensor) -> bool:
     """Whether torch can run ``module`` through its fused inference kernel (which wants the plain layout):
-    only in eval mode and with no gradient to compute, and never inside ``torch.compile`` (the traced graph
-    takes the unfused path)."""
+    only in eval mode and with no gradient to compute, never inside ``torch.compile`` (the traced graph
+    takes the unfused path) and never under CUDA autocast (torch checks for it). The CUDA case is
+    reasoned from torch's code, not measured: no GPU was lent to this project so far."""
     if module.training or torch.compiler.is_compiling():
+        return False
+    if query.device.type == "cuda":   # torch's MHA leaves its fused path whenever CUDA autocast is on
         return False
     return not (torch.is_grad_enabled() and (query.requires_grad or any(p.requires_grad for p in module.parameters())))
 

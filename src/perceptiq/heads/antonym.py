@@ -13,9 +13,14 @@ import torch.nn.functional as F
 
 def antonym_probability(image_features: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
                         inv_temperature: torch.Tensor | float) -> torch.Tensor:
-    """image_features [B,D]; positive, negative [P,D] text features of P pairs -> [B] in (0, 1)."""
-    image_features = F.normalize(image_features, dim=-1)
-    pos = image_features @ F.normalize(positive, dim=-1).t()   # [B,P]
-    neg = image_features @ F.normalize(negative, dim=-1).t()   # [B,P]
-    logits = torch.stack([pos, neg], dim=-1) * inv_temperature  # [B,P,2]
-    return torch.softmax(logits, dim=-1)[..., 0].mean(dim=-1)
+    """image_features [B,D]; positive, negative [P,D] text features of P pairs -> [B] in (0, 1), fp32.
+
+    Computed in fp32 with autocast off whatever the features' dtype: under bf16 the cosines (and hence the
+    scores) would keep ~3 significant digits, and near-equal images would tie.
+    """
+    with torch.autocast(image_features.device.type, enabled=False):
+        image_features = F.normalize(image_features.float(), dim=-1)
+        pos = image_features @ F.normalize(positive.float(), dim=-1).t()   # [B,P]
+        neg = image_features @ F.normalize(negative.float(), dim=-1).t()   # [B,P]
+        logits = torch.stack([pos, neg], dim=-1) * inv_temperature          # [B,P,2]
+        return torch.softmax(logits, dim=-1)[..., 0].mean(dim=-1)

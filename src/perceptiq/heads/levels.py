@@ -17,22 +17,24 @@ def level_probabilities(image_features: torch.Tensor, level_features: torch.Tens
     """Softmax over levels of scaled cosine similarity.
 
     image_features [B,D], level_features [K,D] (or [B,K,D] for per-image prompt sets) -> [B,K].
-    Both are L2-normalised here, so callers may pass raw features.
+    Both are L2-normalised here, so callers may pass raw features. Computed in fp32 with autocast off
+    (bf16 cosines would round the scores to ~3 significant digits).
     """
-    image_features = F.normalize(image_features, dim=-1)
-    level_features = F.normalize(level_features, dim=-1)
-    if level_features.dim() == 2:
-        logits = image_features @ level_features.t()
-    else:
-        logits = torch.einsum("bd,bkd->bk", image_features, level_features)
-    return torch.softmax(logits * inv_temperature, dim=-1)
+    with torch.autocast(image_features.device.type, enabled=False):
+        image_features = F.normalize(image_features.float(), dim=-1)
+        level_features = F.normalize(level_features.float(), dim=-1)
+        if level_features.dim() == 2:
+            logits = image_features @ level_features.t()
+        else:
+            logits = torch.einsum("bd,bkd->bk", image_features, level_features)
+        return torch.softmax(logits * inv_temperature, dim=-1)
 
 
 def level_expectation(image_features: torch.Tensor, level_features: torch.Tensor,
                       level_values: torch.Tensor, inv_temperature: torch.Tensor | float) -> torch.Tensor:
     """Gamma Eq. 1: ``sum_k C_k softmax(cos(I, T_k) / tau)``; [B,D], [K,D] or [B,K,D], [K] -> [B]."""
     probs = level_probabilities(image_features, level_features, inv_temperature)
-    return probs @ level_values.to(probs.dtype)
+    return (probs * level_values.to(probs.dtype)).sum(dim=-1)   # not a matmul: autocast leaves it in fp32
 
 
 class LevelExpectationHead(nn.Module):

@@ -35,3 +35,18 @@ def test_needs_graph_for_trainable_sources_and_torch_func_tensors():
     seen = []
     torch.func.vmap(lambda row: seen.append(TextFeatureCache.needs_graph([row])) or row)(torch.ones(2, 3))
     assert seen == [True]
+
+
+def test_models_drop_their_cache_on_train_eval_and_to():
+    from perceptiq.backbones import create_backbone
+    from perceptiq.models.grmp import GRMPModel
+
+    model = GRMPModel(create_backbone("test-tiny", "random"), n_visual_tokens=0).eval()
+    pixels = torch.zeros(1, 3, 224, 224)
+    for drop in (lambda: model.to(torch.float32), lambda: model.train(), lambda: model.eval()):
+        with torch.no_grad():
+            model.text_context.ctx.requires_grad_(False)
+            model(pixels)
+        assert len(model._text_cache) == 1
+        drop()
+        assert len(model._text_cache) == 0

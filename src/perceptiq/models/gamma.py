@@ -33,7 +33,7 @@ from ..heads import level_expectation
 from ..heads.adapter import DEFAULT_ADAPTER_HIDDEN, Adapter
 from ..prompts import check_scene, check_task, level_prompts, scene_classifier_prompts, scene_level_prompts
 from .registry import ModelSpec, register_factory, register_model
-from .text_cache import TextFeatureCache
+from .text_cache import CachesTextFeatures, TextFeatureCache
 from .zero_shot import ScoreOutput
 
 GAMMA_LEVEL_VALUES = (0.2, 0.4, 0.6, 0.8, 1.0)  # Section 3.2: C is initialised to [0.2, ..., 1.0]
@@ -128,7 +128,7 @@ def default_prompt_key(prompt_style: str | None, task: str, scene: str | None) -
 
 
 # -- the model -------------------------------------------------------------------------------------------
-class GammaModel(nn.Module):
+class GammaModel(CachesTextFeatures, nn.Module):
     """Gamma: CLIP with MoAE in the last ``n_layers`` blocks of both towers, an adapter and learnable C.
 
     backbone: a ClipBackbone, modified in place (the MoAE modules are inserted into its blocks).
@@ -232,17 +232,6 @@ class GammaModel(nn.Module):
         tokens = self.backbone.tokenize([prompts[s] for s in self.scene_order]).to(self.level_values.device)
         with experts_bypassed(self.text_experts):
             return self.backbone.encode_text(tokens).float()
-
-    def clear_text_cache(self) -> None:
-        self._text_cache.clear()
-
-    def train(self, mode: bool = True):
-        self.clear_text_cache()
-        return super().train(mode)
-
-    def _apply(self, fn, *args, **kwargs):
-        self.clear_text_cache()  # .to(device/dtype) replaces tensors without bumping their versions
-        return super()._apply(fn, *args, **kwargs)
 
     # -- scenes ----------------------------------------------------------------------------------------
     @torch.no_grad()

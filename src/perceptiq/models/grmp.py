@@ -31,7 +31,7 @@ from ..prompts import check_task, quality_class_words, semantic_prompts
 from ..prompts.learnable import LearnableTextContext
 from ..prompts.visual import DeepVisualPrompts
 from .registry import ModelSpec, register_factory, register_model
-from .text_cache import TextFeatureCache
+from .text_cache import CachesTextFeatures, TextFeatureCache
 from .zero_shot import ScoreOutput
 
 DEFAULT_VISUAL_TOKENS = 8   # the paper does not say; see docs/grmp.md for the choice and its cost
@@ -59,7 +59,7 @@ def grmp_quality_loss(p_high: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy(p_high.float(), y.float())
 
 
-class GRMPModel(nn.Module):
+class GRMPModel(CachesTextFeatures, nn.Module):
     """CLIP + text meta-prompt + visual meta-prompt -> p(high quality | x) [B].
 
     backbone: a ``ClipBackbone`` (ViT-B/16 in the paper).
@@ -131,19 +131,11 @@ class GRMPModel(nn.Module):
             return self.text_context()
         return self._text_cache.get("quality", sources, self.text_context)
 
-    def clear_text_cache(self) -> None:
-        self._text_cache.clear()
-
     def train(self, mode: bool = True):
-        self.clear_text_cache()
-        super().train(mode)
+        super().train(mode)                    # also drops the text cache (CachesTextFeatures)
         if self.original_visual is not None:   # the frozen original CLIP is only ever run for inference
             self.original_visual.eval()
         return self
-
-    def _apply(self, fn, *args, **kwargs):
-        self.clear_text_cache()  # .to(device/dtype) replaces tensors without bumping their versions
-        return super()._apply(fn, *args, **kwargs)
 
     def quality_probability(self, pixels: torch.Tensor | None = None, *,
                             image_features: torch.Tensor | None = None) -> torch.Tensor:

@@ -66,3 +66,22 @@ class TextFeatureCache:
 
     def __len__(self) -> int:
         return len(self._values)
+
+
+class CachesTextFeatures:
+    """Mixin for an ``nn.Module`` model holding a ``TextFeatureCache`` as ``self._text_cache``: the cache
+    is dropped on ``train()``/``eval()`` and on ``.to(device/dtype)`` (which replaces tensors without
+    bumping their versions). List it before ``nn.Module`` in the bases."""
+
+    def clear_text_cache(self) -> None:
+        cache = self.__dict__.get("_text_cache")
+        if cache is not None:
+            cache.clear()
+
+    def train(self, mode: bool = True):
+        self.clear_text_cache()
+        return super().train(mode)
+
+    def _apply(self, fn, *args, **kwargs):
+        self.clear_text_cache()
+        return super()._apply(fn, *args, **kwargs)

@@ -180,7 +180,7 @@ def test_bench_command_quick_on_tiny_writes_sane_json(tmp_path):
     app = typer.Typer()
     app.command()(bench_command)
     out = tmp_path / "bench.json"
-    done = CliRunner().invoke(app, ["--quick", "--arch", "test-tiny", "--no-peer", "--out", str(out),
+    done = CliRunner().invoke(app, ["--quick", "--backbone", "test-tiny", "--no-peer", "--output", str(out),
                                     "--n-images", "24", "--min-seconds", "0.05", "--precisions", "fp32",
                                     "--train-batch-size", "2", "--train-steps", "1"])
     assert done.exit_code == 0, done.output

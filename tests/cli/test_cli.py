@@ -95,7 +95,7 @@ def koniq_replica(tmp_path):
 
 def test_evaluate_prints_metrics_and_writes_csv(koniq_replica, tmp_path):
     out = tmp_path / "report.csv"
-    result = runner.invoke(app, ["evaluate", "--dataset", "koniq10k", "--root", str(koniq_replica),
+    result = runner.invoke(app, ["evaluate", "--data", f"koniq10k={koniq_replica}",
                                  "--backbone", "test-tiny", "--weights", "random", "--splits", "3",
                                  "--device", "cpu", "--workers", "0", "-o", str(out)])
     assert result.exit_code == 0, result.output
@@ -107,8 +107,8 @@ def test_evaluate_prints_metrics_and_writes_csv(koniq_replica, tmp_path):
 def test_splits_command_writes_reproducible_json(koniq_replica, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     for path in (a, b):
-        result = runner.invoke(app, ["splits", "--dataset", "koniq", "--root", str(koniq_replica),
-                                     "--n-splits", "2", "-o", str(path)])
+        result = runner.invoke(app, ["splits", "--data", f"koniq={koniq_replica}",
+                                     "--splits", "2", "-o", str(path)])
         assert result.exit_code == 0, result.output
     assert json.loads(a.read_text()) == json.loads(b.read_text())
     assert "16 train / 4 test" in result.output
@@ -119,10 +119,34 @@ def test_synthesize_writes_a_generic_csv_dataset(tmp_path):
     src.mkdir()
     textured_image(1, (64, 48)).save(src / "a.png")
     out = tmp_path / "synthetic"
-    result = runner.invoke(app, ["synthesize", str(src), str(out), "--types", "gaussian_blur,jpeg",
+    result = runner.invoke(app, ["synthesize", str(src), "-o", str(out), "--types", "gaussian_blur,jpeg",
                                  "--levels", "1,5"])
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "labels.csv").open()))
     assert len(rows) == 4 and {r["distortion"] for r in rows} == {"gaussian_blur", "jpeg"}
     by_level = {(r["distortion"], r["level"]): float(r["score"]) for r in rows}
     assert by_level[("gaussian_blur", "1")] > by_level[("gaussian_blur", "5")]
+
+
+def test_splits_of_a_synthesized_csv_keep_each_reference_on_one_side(tmp_path):
+    """Issue 14 item 1: a CSV with a ref column (perceptiq synthesize's) splits by reference by default."""
+    src = tmp_path / "pristine"
+    src.mkdir()
+    for i in range(5):
+        textured_image(i, (64, 48)).save(src / f"photo{i}.png")
+    out = tmp_path / "synthetic"
+    made = runner.invoke(app, ["synthesize", str(src), "-o", str(out), "--types", "jpeg,gaussian_blur",
+                               "--levels", "1,3,5", "--no-progress"])
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(app, ["splits", "--data", f"csv={out / 'labels.csv'}", "--splits", "3",
+                                 "-o", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    assert "by_reference split(s)" in result.output
+    from perceptiq.data import load_dataset
+    from perceptiq.data.splits import load_splits
+
+    samples = load_dataset("csv", out / "labels.csv").samples
+    for split in load_splits(tmp_path / "s.json"):
+        train_refs = {samples[i].ref for i in split.train}
+        test_refs = {samples[i].ref for i in split.test}
+        assert train_refs and test_refs and not train_refs & test_refs

@@ -267,3 +267,14 @@ def test_relative_paths_use_the_common_folder(tmp_path):
     assert relative_sample_paths(samples, root=tmp_path)[0] == "csiq/dist/r00/d0.bmp"
     with pytest.raises(ValueError, match="is not under root"):
         relative_sample_paths(samples, root=tmp_path / "other")
+
+
+def test_default_split_mode_is_by_reference_when_every_sample_names_one(tmp_path):
+    from perceptiq.data.splits import default_split_mode
+
+    assert default_split_mode(synthetic(tmp_path)) == BY_REFERENCE          # e.g. a CSV with a ref column
+    assert default_split_mode(authentic(tmp_path)) == RANDOM
+    assert default_split_mode(authentic(tmp_path), synthetic=True) == BY_REFERENCE
+    partial = synthetic(tmp_path)[:6] + authentic(tmp_path)[:4]
+    with pytest.raises(ValueError, match="4 of 10 samples have no reference id"):
+        default_split_mode(partial, dataset="mine")

@@ -184,7 +184,7 @@ def test_experts_command_writes_the_table_and_the_chart(tmp_path, routed_gamma):
     out = tmp_path / "out"
     result = CliRunner().invoke(command_app(), [
         "experts", "--model", str(checkpoint), "--data", f"csv={natural}", "--data", f"uwiqa={underwater}",
-        "--images-per-dataset", "4", "--out", str(out), "--device", "cpu"])
+        "--images-per-dataset", "4", "--output", str(out), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "| csv | 4 |" in result.output and "| uwiqa | 3 |" in result.output
     rows = list(csv.DictReader((out / "router_activation.csv").read_text().splitlines()))

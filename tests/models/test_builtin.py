@@ -167,3 +167,20 @@ def test_text_context_follows_the_loaded_token_table_not_the_random_one(shipped_
     _, pixels = example_pixels
     with torch.no_grad():
         torch.testing.assert_close(other_draw(pixels).scores, shipped_model(pixels).scores)
+
+
+def test_reports_name_the_weights_a_model_carries(tmp_path, shipped_model):
+    """Issue 14 item 9: perceptiq-tiny is listed with its shipped weights, and a checkpoint reports the
+    tensors it carries, not the random starting point it names."""
+    from perceptiq.models import save_checkpoint
+
+    assert get_model_spec("perceptiq-tiny").default_weights == "shipped"
+    assert build_model("perceptiq-tiny").backbone.weights.startswith("shipped (perceptiq-tiny.safetensors")
+    assert build_model(str(builtin_checkpoint_path())).backbone.weights == "perceptiq-tiny.safetensors (every tensor)"
+    grmp = build_model("grmp-iqa", backbone="test-tiny", weights="random")
+    trained = grmp.module.trainable_state_dict()
+    save_checkpoint(tmp_path / "model.safetensors", trained, {**grmp.config, "trained_parameters": sorted(trained)})
+    loaded = build_model(str(tmp_path / "model.safetensors"))
+    assert loaded.backbone.weights == f"model.safetensors ({len(trained)} trained tensors over random)"
+    with pytest.raises(ValueError, match="ships no weights"):
+        build_model("grmp-iqa", backbone="test-tiny", weights="shipped")

@@ -90,7 +90,7 @@ def runs(tmp_path_factory, app):
     root = tmp_path_factory.mktemp("e2e")
     pretrain = _synthetic(root / "pretrain", range(0, 12))            # references 0-11
     target = _synthetic(root / "target", range(100, 116))              # 16 other references, 160 images
-    _invoke(app, ["meta-train", "--data", f"csv={pretrain}", "--out", str(root / "meta"), "--no-progress",
+    _invoke(app, ["meta-train", "--data", f"csv={pretrain}", "--output", str(root / "meta"), "--no-progress",
                   "--device", "cpu", *sum((["--set", s] for s in tiny_overrides() + [
                       f"meta.seed={SEED}", "protocol.datasets=[csv]", "meta.epochs=24", "meta.beta=0.05",
                       "meta.tasks_per_step=2", "meta.support_batch=8", "meta.query_batch=8",
@@ -102,8 +102,8 @@ def runs(tmp_path_factory, app):
                     "protocol.datasets=[csv]", "protocol.split.mode=by_reference", "train.epochs=4",
                     "train.batch_size=16", "train.lr=0.0002", "train.workers=0", "train.precision=fp32",
                     "train.eval_batch_size=64"]), [])]
-    _invoke(app, finetune + ["--init", str(root / "meta" / "model.safetensors"), "--out", str(root / "from-meta")])
-    _invoke(app, finetune + ["--set", "model.init=null", "--out", str(root / "from-random")])
+    _invoke(app, finetune + ["--init", str(root / "meta" / "model.safetensors"), "--output", str(root / "from-meta")])
+    _invoke(app, finetune + ["--set", "model.init=null", "--output", str(root / "from-random")])
     return root
 
 

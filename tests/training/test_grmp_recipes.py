@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from perceptiq.cli.grmp import default_run_dir
+from perceptiq.cli.train import default_run_dir
 from perceptiq.data import LabeledDataset, Sample, get_dataset_spec
 from perceptiq.models.checkpoints import load_checkpoint
 from perceptiq.recipes import list_recipes, load_recipe, resolve_variant

@@ -8,57 +8,83 @@ from typing import Optional
 
 import typer
 
+from .common import (Device, check_output_file, device_option, fail, output_option, overwrite_option, progress_option,
+                     workers_option)
 
-def _split(text: Optional[str], what: str, cast=str) -> Optional[tuple]:
-    """"a,b,c" -> ("a", "b", "c") (None stays None); a bad item names the flag."""
+
+def _split(text: Optional[str], what: str, cast=str, choices: Optional[tuple] = None) -> Optional[tuple]:
+    """"a,b,c" -> ("a", "b", "c") (None stays None); a bad item names the flag and the allowed values."""
     if text is None:
         return None
     items = [t.strip() for t in text.split(",") if t.strip()]
     if not items:
         raise typer.BadParameter(f"{what}: give at least one value")
     try:
-        return tuple(cast(t) for t in items)
+        values = tuple(cast(t) for t in items)
     except ValueError:
         raise typer.BadParameter(f"{what}: '{text}' is not a comma-separated list of {cast.__name__}") from None
+    if choices is not None:
+        unknown = [v for v in values if v not in choices]
+        if unknown:
+            raise typer.BadParameter(f"{what}: {', '.join(map(str, unknown))} not among {', '.join(choices)}")
+    return values
+
+
+MODELS = ("zero-shot", "gamma", "grmp-iqa")
+PRECISIONS = ("fp32", "bf16")
+TRAINING = ("gamma-mixed", "grmp-qgr", "grmp-meta")
 
 
 def bench_command(
-    quick: bool = typer.Option(False, "--quick", help="Small, fast run (one batch size, few images; <5 min on 2 CPU cores)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    out: Path = typer.Option(Path("bench-results.json"), help="JSON file for every figure."),
-    models: str = typer.Option("zero-shot,gamma,grmp-iqa", help="Models to benchmark (comma-separated)."),
-    batch_sizes: Optional[str] = typer.Option(None, help="e.g. 1,8,32 (default: quick 8; full 1,8,32; GPU adds 128)."),
-    precisions: Optional[str] = typer.Option(None, help="fp32,bf16 (default: fp32, plus bf16 where native)."),
+    quick: bool = typer.Option(False, "--quick/--full", help="Small, fast run (one batch size, few images; <5 min "
+                                                            "on 2 CPU cores) or the full one."),
+    device: Device = device_option(),
+    output: Path = output_option("JSON file for every figure.", Path("bench-results.json")),
+    overwrite: bool = overwrite_option(),
+    models: str = typer.Option(",".join(MODELS), "--models", metavar="LIST", help=f"Models to benchmark, comma-separated "
+                                                                  f"({', '.join(MODELS)})."),
+    batch_sizes: Optional[str] = typer.Option(None, "--batch-sizes", metavar="LIST", help="e.g. 1,8,32 (default: quick 8; full "
+                                                                         "1,8,32; GPU adds 128)."),
+    precisions: Optional[str] = typer.Option(None, "--precisions", metavar="LIST", help="Comma-separated, of fp32, bf16 "
+                                                                        "(default: fp32, plus bf16 where native)."),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile",
                                            help="Also time torch.compile (default: on, off with --quick)."),
     peer: bool = typer.Option(True, "--peer/--no-peer", help="Time pyiqa CLIP-IQA/LIQE in a separate venv."),
-    arch: str = typer.Option("ViT-B-16", help="open_clip architecture (test-tiny for a smoke run)."),
-    weights: str = typer.Option("random", help="Backbone weights (random: no download; speed is the same)."),
-    training: str = typer.Option("gamma-mixed,grmp-qgr,grmp-meta", help="Training benchmarks ('' for none)."),
-    n_images: Optional[int] = typer.Option(None, min=1, help="JPEGs for the end-to-end figures."),
-    threads: Optional[int] = typer.Option(None, min=1, help="torch intra-op threads (default: torch's)."),
-    decode_workers: Optional[int] = typer.Option(None, min=0, help="Scorer decode workers (default: automatic)."),
-    min_seconds: Optional[float] = typer.Option(None, min=0.0, help="Minimum timed seconds per model figure."),
-    train_batch_size: Optional[int] = typer.Option(None, min=1, help="Images per training step (default: quick 2, full 8)."),
-    train_steps: Optional[int] = typer.Option(None, min=1, help="Timed Trainer steps (default: quick 1, full 2)."),
+    backbone: str = typer.Option("ViT-B-16", "--backbone", metavar="ARCH", help="open_clip architecture (test-tiny for a smoke "
+                                                                "run)."),
+    weights: str = typer.Option("random", "--weights", metavar="WEIGHTS", help="Backbone weights (random: no download; speed is the "
+                                                            "same)."),
+    training: str = typer.Option(",".join(TRAINING), "--training", metavar="LIST", help=f"Training benchmarks, comma-separated "
+                                                                        f"({', '.join(TRAINING)}; '' for none)."),
+    n_images: Optional[int] = typer.Option(None, "--n-images", metavar="N", min=1, help="JPEGs for the end-to-end figures."),
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N", min=1, help="torch intra-op threads (default: "
+                                                                         "torch's)."),
+    workers: Optional[int] = workers_option(),
+    min_seconds: Optional[float] = typer.Option(None, "--min-seconds", metavar="SECONDS", min=0.0,
+                                                help="Minimum timed seconds per model figure."),
+    train_batch_size: Optional[int] = typer.Option(None, "--train-batch-size", metavar="N", min=1,
+                                                   help="Images per training step (default: quick 2, full 8)."),
+    train_steps: Optional[int] = typer.Option(None, "--train-steps", metavar="N", min=1,
+                                              help="Timed Trainer steps (default: quick 1, full 2)."),
+    progress: bool = progress_option(),
 ) -> None:
     """Measure throughput (model-bound and end to end from JPEG), FLOPs, MFU, training speed and the pyiqa peer."""
+    check_output_file(output, suffixes=(".json",), overwrite=overwrite)
     from perceptiq.benchmark import BenchConfig, format_report, run_benchmark, write_json
 
     config = BenchConfig(
-        quick=quick, device=device, arch=arch, weights=weights,
-        models=_split(models, "--models"), batch_sizes=_split(batch_sizes, "--batch-sizes", int),
-        precisions=_split(precisions, "--precisions"), compile=compile, peer=peer,
-        training=tuple(t.strip() for t in training.split(",") if t.strip()),
-        n_images=n_images, threads=threads, decode_workers=decode_workers, min_seconds=min_seconds,
+        quick=quick, device=device.value, arch=backbone, weights=weights,
+        models=_split(models, "--models", choices=MODELS), batch_sizes=_split(batch_sizes, "--batch-sizes", int),
+        precisions=_split(precisions, "--precisions", choices=PRECISIONS), compile=compile, peer=peer,
+        training=_split(training, "--training", choices=TRAINING) if training.strip() else (),
+        n_images=n_images, threads=threads, decode_workers=workers, min_seconds=min_seconds,
         train_batch_size=train_batch_size, train_steps=train_steps,
         command="perceptiq " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     try:
-        result = run_benchmark(config, log=lambda text: typer.echo(text, err=True))
+        result = run_benchmark(config, log=(lambda text: typer.echo(text, err=True)) if progress else (lambda _: None))
     except ValueError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
+        fail(str(err))
     typer.echo(format_report(result))
-    path = write_json(result, out)
+    path = write_json(result, output)
     typer.echo(f"\nwrote {path}")

@@ -1,7 +1,15 @@
-"""Pieces the command modules share: option enums, error exit, --data parsing."""
+"""What every command shares: the option convention (docs/cli.md), choice enums, errors, --data parsing.
+
+Each shared concept has exactly one option factory here, so the same concept has the same name, short
+flag, choices and help in every command. This module imports only the standard library and typer: the
+command modules import it at start-up, before anything knows which command will run.
+"""
 from __future__ import annotations
 
+import os
 from enum import Enum
+from pathlib import Path
+from typing import NoReturn, Optional
 
 import typer
 
@@ -36,21 +44,192 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
-def _fail(message: str, code: int = 2) -> None:
+class Missing(str, Enum):
+    error = "error"
+    skip = "skip"
+
+
+class SplitMode(str, Enum):
+    """Split modes of ``perceptiq.data.splits`` (``auto``: the dataset's default, see ``default_split_mode``)."""
+    auto = "auto"
+    random = "random"
+    by_reference = "by_reference"
+    k_shot = "k_shot"
+    subset_fraction = "subset_fraction"
+    whole_test = "whole_test"
+    whole_train = "whole_train"
+
+
+def value(choice: Optional[Enum]) -> Optional[str]:
+    """The string of a choice option (None stays None)."""
+    return None if choice is None else choice.value
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit (2: the command line or its inputs are wrong)."""
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
 
 
-def _parse_data(data: list[str]) -> dict[str, str]:
+def error_text(err: BaseException) -> str:
+    """An exception's message without the quotes ``KeyError`` adds."""
+    return str(err).strip('"')
+
+
+def parse_data(data: list[str], *, exactly_one: bool = False) -> dict[str, str]:
+    """``["koniq10k=/data/koniq", ...]`` -> ``{"koniq10k": "/data/koniq"}`` (names resolved, aliases allowed)."""
+    if exactly_one and len(data) != 1:
+        fail(f"give exactly one --data NAME=ROOT (got {len(data)})")
     roots = {}
     for entry in data:
         if "=" not in entry:
-            _fail(f"--data expects NAME=ROOT, got '{entry}'")
+            fail(f"--data expects NAME=ROOT, got '{entry}' (e.g. --data koniq10k=/data/koniq, "
+                 "--data csv=labels.csv; `perceptiq datasets` lists the names)")
         name, root = entry.split("=", 1)
-        from ..data import get_dataset_spec
+        from ..data.registry import get_dataset_spec
 
         try:
             roots[get_dataset_spec(name).name] = root
         except KeyError as err:
-            _fail(str(err).strip('"'))
+            fail(error_text(err))
     return roots
+
+
+def check_output_file(path: Optional[Path], *, suffixes: tuple[str, ...], overwrite: bool = False,
+                      resume: Optional[bool] = None, what: str = "--output") -> None:
+    """Refuse, before any work starts, an output file that cannot be written or would be lost.
+
+    The suffix must be one of ``suffixes``; the folder must exist or be creatable and be writable; an
+    existing file is refused unless ``--overwrite`` (start afresh) or ``--resume`` (append) says what to do.
+    ``resume`` is None for commands that have no ``--resume``.
+    """
+    if path is None:
+        return
+    if path.suffix.lower() not in suffixes:
+        fail(f"{what} {path}: unknown file type '{path.suffix or '(none)'}'; use {' or '.join(suffixes)}")
+    if path.is_dir():
+        fail(f"{what} {path} is a folder; give a file ({' or '.join(suffixes)})")
+    if resume and overwrite:
+        fail("--resume and --overwrite contradict each other: choose one")
+    if path.exists() and not (overwrite or resume):
+        fail(f"{what} {path} exists; add --overwrite to replace it"
+             + (" or --resume to continue it" if resume is not None else ""))
+    _check_writable_folder(path.parent, what, path)
+
+
+def check_output_folder(path: Path, *, overwrite: bool = False, what: str = "--output") -> None:
+    """Refuse, before any work starts, an output folder that holds something or cannot be written."""
+    if path.exists() and not path.is_dir():
+        fail(f"{what} {path} is a file; give a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        fail(f"{what} {path} exists and is not empty; add --overwrite to write into it")
+    _check_writable_folder(path, what, path)
+
+
+def _check_writable_folder(folder: Path, what: str, target: Path) -> None:
+    probe = folder
+    while not probe.exists():  # the nearest existing ancestor decides whether the folder can be made
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        fail(f"{what} {target}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        fail(f"{what} {target}: cannot write in {probe} (permission denied)")
+
+
+# -- the option convention (docs/cli.md): one factory per concept -----------------------------------------
+def output_option(help: str, default=None, **extra):
+    """``--output/-o``: where a command writes (a file or a folder, as its help says)."""
+    extra.setdefault("metavar", "PATH")
+    return typer.Option(default, "--output", "-o", help=help, **extra)
+
+
+def overwrite_option():
+    return typer.Option(False, "--overwrite/--no-overwrite", help="Replace an existing --output.")
+
+
+def progress_option():
+    return typer.Option(True, "--progress/--no-progress", help="Show progress on stderr.")
+
+
+def data_option(help: str = "NAME=ROOT of a dataset (repeatable); `perceptiq datasets` lists the names "
+                            "and layouts (csv=labels.csv for a generic CSV).", default=None):
+    return typer.Option([] if default is None else default, "--data", help=help, show_default=False,
+                        metavar="NAME=ROOT")
+
+
+def missing_option():
+    return typer.Option(Missing.error, "--missing", help="Listed but absent images: error (stop, naming "
+                                                         "them) or skip (leave them out).")
+
+
+def model_option(default: Optional[str] = "zero-shot", help: str = "Registered model name (`perceptiq "
+                 "models`) or a checkpoint path (.safetensors, or a run folder holding model.safetensors)."):
+    return typer.Option(default, "--model", help=help, metavar="NAME|CHECKPOINT")
+
+
+def backbone_option():
+    return typer.Option(None, "--backbone", metavar="ARCH",
+                        help="open_clip architecture, e.g. ViT-B-16 or test-tiny (default: the model's; "
+                             "`perceptiq models --archs`).")
+
+
+def weights_option(help: str = "openai | other open_clip tag | FILE | uniqa:FILE | random "
+                               "(default: $PERCEPTIQ_WEIGHTS, else the model's)."):
+    return typer.Option(None, "--weights", help=help, metavar="WEIGHTS")
+
+
+def task_option(help: str = "What to assess (default: the model's first task)."):
+    return typer.Option(None, "--task", help=help, case_sensitive=False)
+
+
+def scene_option(help: str = "Scene prompts (Gamma Table 11); auto picks the scene per image."):
+    return typer.Option(None, "--scene", help=help, case_sensitive=False)
+
+
+def device_option():
+    return typer.Option(Device.auto, "--device", help="auto = cuda when available, else cpu.",
+                        case_sensitive=False)
+
+
+def precision_option():
+    return typer.Option(Precision.auto, "--precision", help="auto = bf16 where the hardware does it natively, "
+                                                            "else fp32.", case_sensitive=False)
+
+
+def batch_size_option(default: int = 32):
+    return typer.Option(default, "--batch-size", min=1, help="Images per forward pass.", metavar="N")
+
+
+def workers_option():
+    return typer.Option(None, "--workers", min=0, metavar="N", help="Image decode worker processes (default: automatic, "
+                                                       "at most the CPUs this process may use; 0 = decode "
+                                                       "in the main process).")
+
+
+def splits_option(help: str, default=None, **extra):
+    extra.setdefault("metavar", "N")
+    return typer.Option(default, "--splits", help=help, **extra)
+
+
+def seed_option(default: int = 0, help: str = "Seed of the first split (split i uses seed + i)."):
+    return typer.Option(default, "--seed", help=help, metavar="N")
+
+
+def recipe_option(default=..., help: str = "Shipped recipe name (`perceptiq recipes`) or a YAML file."):
+    return typer.Option(default, "--recipe", help=help, metavar="NAME|FILE")
+
+
+def variant_option(help: str = "A named variant of the recipe (e.g. an ablation row; `perceptiq recipes` "
+                               "lists them)."):
+    return typer.Option(None, "--variant", help=help, metavar="NAME")
+
+
+def set_option():
+    return typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable), e.g. "
+                                          "train.epochs=2.", show_default=False, metavar="KEY=VALUE")
+
+
+def json_option():
+    return typer.Option(False, "--json/--no-json", help="Machine-readable JSON instead of text.")

@@ -9,10 +9,13 @@ import json
 from pathlib import Path
 from typing import List, Optional
 
-import numpy as np
 import typer
 
-from .common import _fail, _parse_data
+from .common import (Device, Missing, Scene, Task, backbone_option, batch_size_option, check_output_folder, parse_data,
+                     data_option, device_option, error_text, fail, json_option, missing_option, model_option,
+                     output_option, overwrite_option, progress_option, scene_option, task_option, value,
+                     weights_option)
+from .score import describe_model_line
 
 
 def _chosen_images(samples: list, n: int | None, seed: int) -> list:
@@ -20,6 +23,8 @@ def _chosen_images(samples: list, n: int | None, seed: int) -> list:
     dataset order; all of them when ``n`` is None or at least the dataset's size."""
     if n is None or n >= len(samples):
         return list(samples)
+    import numpy as np
+
     picks = np.sort(np.random.default_rng(seed).choice(len(samples), size=n, replace=False))
     return [samples[i] for i in picks]
 
@@ -44,16 +49,19 @@ def _pixel_batches(assessor, paths: list[str], batch_size: int, skipped: list[st
 
 
 def experts_command(
-    model: str = typer.Option(..., "--model", help="A trained Gamma checkpoint (or a registered model name)."),
-    data: List[str] = typer.Option(..., "--data", help="NAME=ROOT for each dataset (repeatable)."),
-    images_per_dataset: Optional[int] = typer.Option(200, min=1, help="Images drawn per dataset (seeded); "
-                                                                      "0 or more than the dataset: all."),
-    layer: int = typer.Option(-1, help="Visual MoAE layer to report (-1 = the last, as in Fig. 5b)."),
-    out: Optional[Path] = typer.Option(None, help="Folder for router_activation.csv/.md and the bar chart PNG."),
-    batch_size: int = typer.Option(16, min=1),
-    seed: int = typer.Option(0, help="Seed of the image draw."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    missing: str = typer.Option("error", help="error | skip: listed but absent images."),
+    model: str = model_option(..., "A trained Gamma checkpoint (or a registered model name)."),
+    data: List[str] = data_option("NAME=ROOT for each dataset (repeatable)."),
+    images_per_dataset: int = typer.Option(200, "--images-per-dataset", metavar="N", min=0,
+                                           help="Images drawn per dataset (seeded); 0, or more than the "
+                                                "dataset has: all of them."),
+    layer: int = typer.Option(-1, "--layer", metavar="INDEX", help="Visual MoAE layer to report (-1 = the last, as in Fig. 5b)."),
+    output: Optional[Path] = output_option("Folder for router_activation.csv/.md and the bar chart PNG."),
+    overwrite: bool = overwrite_option(),
+    batch_size: int = batch_size_option(16),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the image draw."),
+    device: Device = device_option(),
+    missing: Missing = missing_option(),
+    progress: bool = progress_option(),
 ) -> None:
     """Mean router activation of each adaptive expert per dataset in a visual MoAE layer (Gamma Fig. 5b).
 
@@ -65,26 +73,36 @@ def experts_command(
     from ..models.analysis import (ActivationRow, activation_table_csv, format_activation_table,
                                    mean_router_activation, save_activation_chart)
 
-    roots = _parse_data(data)
+    if output is not None:
+        check_output_folder(output, overwrite=overwrite)
+    roots = parse_data(data)
+    if not roots:
+        fail("give at least one --data NAME=ROOT")
     try:
-        assessor = load_model(model, device=device, precision="fp32")
+        assessor = load_model(model, device=device.value, precision="fp32")
     except (KeyError, ValueError, FileNotFoundError) as err:
-        _fail(str(err).strip('"'))
+        fail(error_text(err))
     if not hasattr(assessor.module, "mean_router_activation"):
-        _fail(f"model '{assessor.spec.name}' has no MoAE routers (only Gamma models do)")
+        fail(f"model '{assessor.spec.name}' has no MoAE routers (only Gamma models do)")
+    typer.echo(describe_model_line(assessor.describe()), err=True)
     rows, skipped = [], []
     for name, root in roots.items():
         try:
-            dataset = load_dataset(name, root, missing=missing)
+            dataset = load_dataset(name, root, missing=missing.value)
         except (KeyError, ValueError, FileNotFoundError, TypeError) as err:
-            _fail(f"{name}: {err}")
-        n = images_per_dataset if images_per_dataset else None
+            fail(f"{name}: {err}")
+        n = images_per_dataset or None   # 0: all
         paths = [str(s.path) for s in _chosen_images(list(dataset.samples), n, seed)]
+        batches = _pixel_batches(assessor, paths, batch_size, skipped)
+        if progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, total=-(-len(paths) // batch_size), unit="batch", desc=name,
+                           dynamic_ncols=True)
         try:
-            activation, count = mean_router_activation(
-                assessor.module, _pixel_batches(assessor, paths, batch_size, skipped), layer=layer)
+            activation, count = mean_router_activation(assessor.module, batches, layer=layer)
         except (ValueError, IndexError) as err:
-            _fail(f"{name}: {err}")
+            fail(f"{name}: {err}")
         rows.append(ActivationRow(name, count, activation))
     typer.echo(f"mean router activation, visual MoAE layer {layer} (tokens: class + patches, equally weighted; "
                "images equally weighted)")
@@ -92,15 +110,15 @@ def experts_command(
     typer.echo(table)
     if skipped:
         typer.echo(f"{len(skipped)} image(s) could not be read and were left out, e.g. {skipped[0]}", err=True)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "router_activation.csv").write_text(activation_table_csv(rows))
-        (out / "router_activation.md").write_text(table + "\n")
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "router_activation.csv").write_text(activation_table_csv(rows))
+        (output / "router_activation.md").write_text(table + "\n")
         try:
-            chart = save_activation_chart(rows, out / "router_activation.png")
+            chart = save_activation_chart(rows, output / "router_activation.png")
         except RuntimeError as err:
-            _fail(f"{err} (the table was written to {out})")
-        typer.echo(f"wrote {out / 'router_activation.csv'} and {chart}")
+            fail(f"{err} (the table was written to {output})")
+        typer.echo(f"wrote {output / 'router_activation.csv'} and {chart}")
 
 
 def _millions(n: int) -> str:
@@ -200,22 +218,23 @@ def format_info(report: dict) -> str:
 
 
 def info_command(
-    model: str = typer.Option("zero-shot", "--model", help="Registered model name or a checkpoint path."),
-    backbone: Optional[str] = typer.Option(None, help="open_clip architecture, e.g. ViT-B-16 or test-tiny."),
-    weights: Optional[str] = typer.Option(None, help="openai | FILE | uniqa:FILE | random (counts do not "
-                                                     "depend on the values: random builds fastest)."),
-    task: Optional[str] = typer.Option(None, help="quality or aesthetics (default: the model's first)."),
-    scene: Optional[str] = typer.Option(None, help="Scene prompts, where the model takes them."),
-    option: List[str] = typer.Option([], "--option", help="KEY=VALUE model option (repeatable), e.g. "
-                                                         "n_layers=4 for a row of Gamma Table 5."),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    model: str = model_option(),
+    backbone: Optional[str] = backbone_option(),
+    weights: Optional[str] = weights_option("openai | FILE | uniqa:FILE | random (counts do not depend on the "
+                                            "values: random builds fastest)."),
+    task: Optional[Task] = task_option(),
+    scene: Optional[Scene] = scene_option("Scene prompts, where the model takes them."),
+    option: List[str] = typer.Option([], "--option", metavar="KEY=VALUE", show_default=False,
+                                     help="KEY=VALUE model option (repeatable), e.g. n_layers=4 for a row of "
+                                          "Gamma Table 5."),
+    as_json: bool = json_option(),
 ) -> None:
     """Trainable and total parameters and multiply-accumulates per image, next to the paper's figures."""
-    from ..backbones import WeightsNotFoundError
+    from ..backbones.weights import WeightsNotFoundError
 
     try:
-        report = info_report(model, backbone=backbone, weights=weights, task=task, scene=scene,
+        report = info_report(model, backbone=backbone, weights=weights, task=value(task), scene=value(scene),
                              options=parse_options(option))
     except (WeightsNotFoundError, KeyError, ValueError, FileNotFoundError, TypeError) as err:
-        _fail(str(err).strip('"'))
+        fail(error_text(err))
     typer.echo(json.dumps(report, indent=2) if as_json else format_info(report))

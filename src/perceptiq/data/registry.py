@@ -354,8 +354,8 @@ def load_dataset(name: str, root: str | Path, **options: object) -> LabeledDatas
 def describe_datasets() -> str:
     """The text ``perceptiq datasets`` prints: every dataset, its layout and labels."""
     lines = [
-        "Datasets perceptiq reads. Point it at one with `--dataset NAME --root DIR` or `--data NAME=ROOT`",
-        "(several `--data` may be given). Names are case-insensitive; aliases in brackets.",
+        "Datasets perceptiq reads. Point a command at one with `--data NAME=ROOT` (train, finetune and",
+        "meta-train take several). Names are case-insensitive; aliases in brackets.",
         "Scores are normalised to [0, 1], higher = better (DMOS flipped).",
         "",
     ]

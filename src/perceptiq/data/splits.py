@@ -422,6 +422,24 @@ def make_split(
     raise ValueError(f"unknown split mode {mode!r}; expected one of {MODES}")
 
 
+def default_split_mode(samples: Sequence[SampleLike], *, synthetic: bool = False, dataset: str = "") -> str:
+    """The base mode ``auto`` stands for: by reference image when the samples have references, else random.
+
+    A synthetic dataset (distorted copies of references) or any labelled set whose every sample names its
+    reference (a generic CSV with a ``ref`` column, e.g. ``perceptiq synthesize``'s) is split by reference,
+    so no photo is in both parts (GRMP-IQA's protocol); a set without references is split by image. A set
+    where only some samples name a reference is ambiguous and refused: fill the column or choose a mode.
+    """
+    with_ref = sum(1 for s in samples if getattr(s, "ref", None) not in (None, ""))
+    if with_ref and with_ref < len(samples):
+        raise ValueError(f"{dataset or 'dataset'}: {len(samples) - with_ref} of {len(samples)} samples have no "
+                         "reference id ('ref'), the others do; fill the column (a by-reference split keeps "
+                         "each photo on one side) or choose the split mode (random or by_reference)")
+    if synthetic or (samples and with_ref == len(samples)):
+        return BY_REFERENCE
+    return RANDOM
+
+
 def split_seeds(n_splits: int, base_seed: int = 0) -> list[int]:
     """Seeds ``base_seed, base_seed + 1, ..., base_seed + n_splits - 1``."""
     if isinstance(n_splits, bool) or not isinstance(n_splits, int) or n_splits < 1:

@@ -27,7 +27,7 @@ import torch
 from ..backbones import ClipBackbone, sha256_of
 from .checkpoints import load_checkpoint
 from .grmp import GRMPModel
-from .registry import ModelSpec, register_factory, register_model
+from .registry import register_factory
 
 BUILTIN_NAME = "perceptiq-tiny"
 BUILTIN_ARCH = "perceptiq-tiny"
@@ -136,20 +136,5 @@ def build_builtin(backbone: ClipBackbone, *, task: str = "quality", scene: str |
     return model
 
 
-BUILTIN_SPEC = ModelSpec(
-    name=BUILTIN_NAME,
-    description="Built-in offline model: a tiny CLIP (GRMP-IQA head) trained from scratch on synthetic "
-                "distortions of public-domain images; knows synthetic distortions, not human taste",
-    factory=BUILTIN_FACTORY,
-    tasks=("quality",),
-    scenes=(),
-    score_range=(0.0, 1.0),
-    higher_is_better=True,
-    prompts="'[v1..v4] high quality.' vs '[v1..v4] low quality.' (learned context), weights shipped in the package",
-    default_backbone=BUILTIN_ARCH,
-    default_weights="random",   # placeholder: the factory loads the shipped weights over the random ones
-    paper="GRMP-IQA model (Eq. 2 score, Eq. 3 loss); recipe perceptiq-tiny (docs/builtin-model.md)",
-)
-
+# metadata: catalog.yaml, entry "perceptiq-tiny"
 register_factory(BUILTIN_FACTORY, build_builtin)
-register_model(BUILTIN_SPEC)

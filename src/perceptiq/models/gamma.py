@@ -32,7 +32,7 @@ from ..experts.router import DEFAULT_ROUTER_INIT_STD
 from ..heads import level_expectation
 from ..heads.adapter import DEFAULT_ADAPTER_HIDDEN, Adapter
 from ..prompts import check_scene, check_task, level_prompts, scene_classifier_prompts, scene_level_prompts
-from .registry import ModelSpec, register_factory, register_model
+from .registry import register_factory
 from .text_cache import CachesTextFeatures, TextFeatureCache
 from .zero_shot import ScoreOutput
 
@@ -308,21 +308,5 @@ def build_gamma(backbone: ClipBackbone, *, task: str, scene: str | None, **optio
     return GammaModel(backbone, task=task, scene=scene, **options)
 
 
-GAMMA_SPEC = ModelSpec(
-    name="gamma",
-    description="Gamma: CLIP with Mixture of Assessment Experts in the last 6 blocks of both towers, "
-                "adapter and learnable level values C (needs training; untrained it equals zero-shot CLIP)",
-    factory="gamma",
-    tasks=("quality", "aesthetics"),
-    scenes=("natural", "ai-generated", "face", "underwater", "auto"),
-    score_range=(0.0, 1.0),  # nominal: C is learnable, trained scores may leave [0, 1] slightly
-    higher_is_better=True,
-    prompts="naive {bad..perfect} image; with a scene, Scene-based Differential Prompts (Table 11)",
-    default_backbone="ViT-B-16",
-    default_weights="openai",  # the paper starts from UniQA CLIP-B/16: weights "uniqa:PATH"
-    paper="Gamma (Zhou et al.): Mixture of Assessment Experts Eq. 2-5, Scene-based Differential Prompts Table 11",
-    options={"n_experts": 3, "n_layers": 6},
-)
-
+# metadata (name, tasks, scenes, prompts, default options): catalog.yaml, entry "gamma"
 register_factory("gamma", build_gamma)
-register_model(GAMMA_SPEC)

@@ -30,7 +30,7 @@ from ..heads import antonym_probability
 from ..prompts import check_task, quality_class_words, semantic_prompts
 from ..prompts.learnable import LearnableTextContext
 from ..prompts.visual import DeepVisualPrompts
-from .registry import ModelSpec, register_factory, register_model
+from .registry import register_factory
 from .text_cache import CachesTextFeatures, TextFeatureCache
 from .zero_shot import ScoreOutput
 
@@ -282,19 +282,5 @@ def build_grmp(backbone: ClipBackbone, *, task: str = "quality", scene: str | No
     return GRMPModel(backbone, task=task, scene=scene, **options)
 
 
-GRMP_SPEC = ModelSpec(
-    name="grmp-iqa",
-    description="GRMP-IQA: CLIP with a learned text context and deep visual prompts, p('high quality'|x)",
-    factory="grmp",
-    tasks=("quality",),
-    scenes=(),
-    score_range=(0.0, 1.0),
-    higher_is_better=True,
-    prompts="'[v1..v4] high quality.' vs '[v1..v4] low quality.' (learned context) + deep visual prompts",
-    default_backbone="ViT-B-16",
-    default_weights="openai",
-    paper="GRMP-IQA (Eq. 1-3 model, Eq. 4-6 meta-training, Eq. 7-8 QGR)",
-)
-
+# metadata: catalog.yaml, entry "grmp-iqa"
 register_factory("grmp", build_grmp)
-register_model(GRMP_SPEC)

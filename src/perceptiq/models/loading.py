@@ -9,8 +9,8 @@ from torch import nn
 
 from ..backbones import BackboneInfo, create_backbone
 from ..prompts import check_task
-from .checkpoints import is_checkpoint, load_checkpoint
-from .registry import ModelSpec, get_factory, get_model_spec
+from .checkpoints import checkpoint_paths, is_checkpoint, load_checkpoint
+from .registry import SHIPPED_WEIGHTS, ModelSpec, get_factory, get_model_spec
 
 
 @dataclass
@@ -56,9 +56,12 @@ def build_model(model: str = "zero-shot", *, backbone: str | None = None, weight
 
     arch = backbone or spec.default_backbone
     weights = weights or os.environ.get("PERCEPTIQ_WEIGHTS") or spec.default_weights
+    if weights == SHIPPED_WEIGHTS and spec.default_weights != SHIPPED_WEIGHTS:
+        raise ValueError(f"model '{spec.name}' ships no weights; give --weights (openai, a file, ...)")
     task = _resolve_task(spec, task)
     scene = _resolve_scene(spec, scene)
-    clip = create_backbone(arch, weights, device=device)
+    # shipped weights: a random backbone that the model's factory overwrites with the package's tensors
+    clip = create_backbone(arch, "random" if weights == SHIPPED_WEIGHTS else weights, device=device)
     module = get_factory(spec.factory)(clip, task=task, scene=scene, **{**spec.options, **options})
     module.eval()
     config = {"model": spec.name, "factory": spec.factory, "backbone": arch, "weights": weights,
@@ -73,7 +76,7 @@ def _build_from_checkpoint(path: Path, *, backbone, weights, task, scene, device
     weights = weights or config["weights"]
     task = task or config.get("task", "quality")
     scene = scene if scene is not None else config.get("scene")
-    clip = create_backbone(arch, weights, device="cpu")
+    clip = create_backbone(arch, "random" if weights == SHIPPED_WEIGHTS else weights, device="cpu")
     factory = get_factory(config["factory"])
     module = factory(clip, task=task, scene=scene, **config.get("options", {}))
     missing, unexpected = module.load_state_dict(tensors, strict=False)
@@ -86,4 +89,22 @@ def _build_from_checkpoint(path: Path, *, backbone, weights, task, scene, device
     module.eval()
     if spec is None:
         raise ValueError(f"{path}: checkpoint config names no registered model")
+    clip.info.weights = checkpoint_weights_label(module, tensors, config, tensor_path_of(path))
     return AssessmentBundle(module.to(device), spec, clip.info, task, scene, config)
+
+
+def tensor_path_of(path: Path) -> Path:
+    return checkpoint_paths(path)[0]
+
+
+def checkpoint_weights_label(module: nn.Module, tensors: dict, config: dict, tensor_path: Path) -> str:
+    """What a checkpoint-built model's weights are, for reports: the checkpoint file, and whether it holds
+    every parameter of the model or only the trained ones over the starting weights it names.
+
+    e.g. ``model.safetensors (every tensor)`` or ``model.safetensors (14 trained tensors over openai)``.
+    """
+    own = {name for name, _ in module.named_parameters()}
+    held = own & set(tensors)
+    if own <= held:
+        return f"{tensor_path.name} (every tensor)"
+    return f"{tensor_path.name} ({len(held)} trained tensors over {config.get('weights')})"

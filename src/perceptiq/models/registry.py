@@ -1,19 +1,30 @@
 """Model registry: a name -> metadata (``catalog.yaml``) + a factory that builds the module.
 
-Factories are registered by the packages that implement a method; the catalog holds everything a user
-or a report needs to know about a model (task, score range, direction, prompts, default backbone).
+Factories are registered by the modules that implement a method (imported on first use, see
+``FACTORY_MODULES``); the catalog holds everything a user or a report needs to know about a model (task,
+score range, direction, prompts, default backbone). Reading the catalog imports neither torch nor
+open_clip, so ``perceptiq models`` answers at once.
 """
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import yaml
 
-from ..backbones import ClipBackbone
+if TYPE_CHECKING:
+    from ..backbones import ClipBackbone
+
+#: ``default_weights`` of a model whose every tensor ships inside the package (perceptiq-tiny): its
+#: backbone is built with random values and the factory loads the shipped tensors over them.
+SHIPPED_WEIGHTS = "shipped"
+
+#: The modules that register perceptiq's own factories, imported the first time a factory is needed.
+FACTORY_MODULES = ("perceptiq.models.gamma", "perceptiq.models.grmp", "perceptiq.models.builtin")
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ def get_model_spec(name: str) -> ModelSpec:
     raise KeyError(f"unknown model '{name}'.{hint} `perceptiq models` lists the registered models.")
 
 
-def _build_zero_shot(backbone: ClipBackbone, *, task: str, scene: str | None, method: str = "levels"):
+def _build_zero_shot(backbone: "ClipBackbone", *, task: str, scene: str | None, method: str = "levels"):
     from .zero_shot import ZeroShotAssessor
 
     return ZeroShotAssessor(backbone, method=method, task=task, scene=scene)
@@ -102,4 +113,6 @@ def _ensure_builtin_factories() -> None:
     global _BUILTINS_DONE
     if not _BUILTINS_DONE:
         _FACTORIES.setdefault("zero_shot", _build_zero_shot)
+        for module in FACTORY_MODULES:
+            importlib.import_module(module)
         _BUILTINS_DONE = True

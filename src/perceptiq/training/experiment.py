@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..data import LabeledDataset, load_dataset
-from ..data.splits import BY_REFERENCE, K_SHOT, RANDOM, SUBSET_FRACTION, Split, make_repeated_splits, save_splits, whole_dataset_split
+from ..data.splits import K_SHOT, SUBSET_FRACTION, Split, default_split_mode, make_repeated_splits, save_splits, whole_dataset_split
 from ..evaluation.protocols import score_split
 from ..evaluation.report import ProtocolResult
 from ..models import build_model, save_checkpoint
@@ -61,9 +61,10 @@ class ExperimentResult:
 
 # -- planning ------------------------------------------------------------------------------------------
 def split_mode_for(dataset: LabeledDataset, mode: str) -> str:
-    """``auto``: by reference image for synthetic datasets (GRMP), random otherwise."""
+    """``auto``: by reference image when the dataset has references (synthetic datasets, a CSV with a
+    ``ref`` column; GRMP), random otherwise (``perceptiq.data.splits.default_split_mode``)."""
     if mode == "auto":
-        return BY_REFERENCE if dataset.spec.synthetic else RANDOM
+        return default_split_mode(dataset.samples, synthetic=dataset.spec.synthetic, dataset=dataset.spec.name)
     return mode
 
 

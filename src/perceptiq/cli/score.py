@@ -1,0 +1,133 @@
+"""``perceptiq score``: one row per image (path, score, error) from the local streaming scorer or Ray."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import (Engine, Precision, Device, Scene, Task, backbone_option, batch_size_option, check_output_file,
+                     check_output_folder, device_option, error_text, fail, model_option, output_option,
+                     overwrite_option, precision_option, progress_option, scene_option, task_option, value,
+                     weights_option, workers_option)
+
+LOCAL_SUFFIXES = (".csv", ".jsonl")
+RAY_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
+
+
+def describe_model_line(info: dict, *extra: str) -> str:
+    """``model NAME (backbone, weights=..., task=..., scene=..., ...)``: the header every command prints."""
+    parts = [info["backbone"], f"weights={info['weights']}", f"task={info['task']}", f"scene={info['scene']}",
+             *extra]
+    return f"model {info['model']} ({', '.join(parts)})"
+
+
+def score_command(
+    paths: List[Path] = typer.Argument(..., metavar="PATH", help="Image files and/or folders (searched recursively)."),
+    model: str = model_option(),
+    backbone: Optional[str] = backbone_option(),
+    weights: Optional[str] = weights_option(),
+    task: Optional[Task] = task_option(),
+    scene: Optional[Scene] = scene_option(),
+    batch_size: int = batch_size_option(),
+    workers: Optional[int] = workers_option(),
+    device: Device = device_option(),
+    precision: Precision = precision_option(),
+    output: Optional[Path] = output_option("Write rows to FILE.csv or FILE.jsonl (with --engine ray also "
+                                           "FILE.parquet or a folder for Parquet shards); default: a table."),
+    resume: bool = typer.Option(False, "--resume/--no-resume", help="Skip paths already in --output and "
+                                                                    "append to it."),
+    overwrite: bool = overwrite_option(),
+    max_pixels: int = typer.Option(200_000_000, "--max-pixels", metavar="N", min=1,
+                                   help="Images with more pixels become error rows."),
+    progress: bool = progress_option(),
+    engine: Engine = typer.Option(Engine.local, "--engine", case_sensitive=False,
+                                  help="local, or ray: a Ray Data pipeline (needs the ray extra: pip install "
+                                       "'perceptiq[ray]'); --workers then sets a local Ray's CPUs."),
+    address: Optional[str] = typer.Option(None, "--address", metavar="ADDRESS", help="--engine ray: the cluster to join (auto, or "
+                                                                  "HEAD:6379 as `ray start --head` printed); "
+                                                                  "default: a local Ray."),
+) -> None:
+    """Score images: one row per image (path, score, error); bad files become error rows."""
+    # Everything that can be refused is refused here, before a model is loaded (which takes seconds).
+    if engine is Engine.ray:
+        if resume:
+            fail("--resume works with --engine local only")
+        _check_ray_output(output, overwrite)
+    else:
+        if address is not None:
+            fail("--address needs --engine ray")
+        if resume and output is None:
+            fail("--resume needs --output FILE")
+        check_output_file(output, suffixes=LOCAL_SUFFIXES, overwrite=overwrite, resume=resume)
+
+    from ..inference.files import DEFAULT_IMAGE_EXTENSIONS, iter_image_files
+
+    files = [str(p) for p in iter_image_files(paths)]
+    if not files:
+        fail(f"no images found in {', '.join(str(p) for p in paths)} (searched recursively for "
+             f"{' '.join(sorted(DEFAULT_IMAGE_EXTENSIONS))})", code=1)
+    if engine is Engine.ray:
+        _score_with_ray(files, model=model, backbone=backbone, weights=weights, task=task, scene=scene,
+                        device=device, precision=precision, max_pixels=max_pixels, batch_size=batch_size,
+                        output=output, address=address, workers=workers, progress=progress)
+        return
+
+    from ..backbones.weights import WeightsNotFoundError
+    from ..inference import RunSummary, default_output_columns, load_model, open_writer, read_done_paths, score_paths
+    from ..inference.writers import ResultFileError
+
+    try:
+        assessor = load_model(model, backbone=backbone, weights=weights, task=value(task), scene=value(scene),
+                              device=device.value, precision=precision.value, max_pixels=max_pixels)
+    except (WeightsNotFoundError, KeyError, ValueError, FileNotFoundError) as err:
+        fail(error_text(err))
+    info = assessor.describe()
+    typer.echo(describe_model_line(info, info["device"], info["precision"]), err=True)
+    columns = default_output_columns(assessor)
+    summary = RunSummary()
+    try:
+        done = read_done_paths(output) if resume and output is not None else set()
+        writer = open_writer(output, columns=columns, resume=resume)
+    except ResultFileError as err:
+        fail(str(err))
+    with writer:
+        for _ in score_paths(assessor, files, batch_size=batch_size, num_workers=workers, writer=writer,
+                             skip=done, summary=summary, progress=progress,
+                             extra_columns=tuple(c for c in columns if c not in ("path", "score", "error"))):
+            pass
+    typer.echo(summary.format(), err=True)
+    if summary.n_scored == 0 and summary.n_skipped == 0:
+        raise typer.Exit(1)
+
+
+def _check_ray_output(output: Optional[Path], overwrite: bool) -> None:
+    if output is None or "://" in str(output):   # an object-store URI is checked by Ray when it writes
+        return
+    if output.suffix.lower() in RAY_FILE_SUFFIXES:
+        check_output_file(output, suffixes=RAY_FILE_SUFFIXES, overwrite=overwrite)
+    else:  # a folder of shards: new shards must never mix with an earlier run's
+        check_output_folder(output, overwrite=False)
+
+
+def _score_with_ray(files, *, model, backbone, weights, task, scene, device, precision, max_pixels, batch_size,
+                    output, address, workers, progress) -> None:
+    from ..backbones.weights import WeightsNotFoundError
+    from ..inference.ray_engine import RayNotInstalledError, score_with_ray
+
+    def echo_model(info: dict) -> None:
+        typer.echo(describe_model_line(info, "engine ray"), err=True)
+
+    if output is not None and output.suffix.lower() in RAY_FILE_SUFFIXES and output.exists():
+        output.unlink()   # --overwrite was given (checked above); the Ray engine writes a new file
+    try:
+        summary = score_with_ray(files, model=model, backbone=backbone, weights=weights, task=value(task),
+                                 scene=value(scene), device=device.value, precision=precision.value,
+                                 max_pixels=max_pixels, batch_size=batch_size, output=output, address=address,
+                                 num_cpus=workers, progress=progress, on_model=echo_model)
+    except (RayNotInstalledError, WeightsNotFoundError, KeyError, ValueError, FileNotFoundError,
+            FileExistsError) as err:
+        fail(error_text(err))
+    typer.echo(summary.format(), err=True)
+    if summary.n_scored == 0:
+        raise typer.Exit(1)

@@ -1,0 +1,83 @@
+"""``perceptiq train``, and what every recipe-running command shares (run folder, recipe loading, logging)."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .common import (Device, Missing, check_output_folder, data_option, device_option, fail, missing_option,
+                     output_option, overwrite_option, parse_data, progress_option, recipe_option, set_option,
+                     variant_option)
+
+
+def default_run_dir(recipe_name: str) -> Path:
+    """runs/<recipe>[-<variant>]: where a recipe's outputs go unless --output says otherwise."""
+    return Path("runs") / str(recipe_name).replace(":", "-")
+
+
+def run_output_option(default_text: str = "runs/<recipe>[-VARIANT]"):
+    return output_option(f"Run folder: checkpoints, logs, splits and results (default {default_text}).")
+
+
+def configure_logging() -> None:
+    """perceptiq's own progress lines at INFO on stderr; everyone else's (open_clip logs every model it
+    builds on the root logger) only from WARNING up."""
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("perceptiq").setLevel(logging.INFO)
+
+
+def load_recipe_with(recipe: str, variant: Optional[str], overrides: List[str]) -> dict:
+    """The recipe, its variant, then the command line's overrides (so flags win over the variant)."""
+    from ..recipes import apply_override, load_recipe, resolve_variant
+
+    try:
+        loaded = resolve_variant(load_recipe(recipe), variant)
+        for override in overrides:
+            apply_override(loaded, override)
+    except (KeyError, ValueError) as err:
+        fail(str(err).strip('"'))
+    return loaded
+
+
+def prepare_run_folder(output: Optional[Path], recipe: dict, recipe_name: str, *, overwrite: bool) -> Path:
+    """The run folder (default runs/<recipe>), refused before any work when it holds an earlier run."""
+    out = output or default_run_dir(recipe.get("name", recipe_name))
+    if os.environ.get("RANK", "0") == "0":   # under torchrun rank 0 writes; the others would see its files
+        check_output_folder(out, overwrite=overwrite)
+    return out
+
+
+def train_command(
+    recipe: str = recipe_option(),
+    data: List[str] = data_option("NAME=ROOT for each dataset the recipe uses (repeatable)."),
+    set_: List[str] = set_option(),
+    variant: Optional[str] = variant_option(),
+    output: Optional[Path] = run_output_option(),
+    overwrite: bool = overwrite_option(),
+    device: Device = device_option(),
+    max_runs: Optional[int] = typer.Option(None, "--max-runs", metavar="N", min=1,
+                                           help="Run only the first N train/test units (e.g. one split)."),
+    missing: Missing = missing_option(),
+    progress: bool = progress_option(),
+) -> None:
+    """Train (and test) as a recipe says: checkpoints, per-epoch metrics and the final table."""
+    loaded = load_recipe_with(recipe, variant, set_)
+    out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite)
+    roots = parse_data(data)
+    configure_logging()
+    from ..inference.precision import resolve_device
+    from ..training.distributed import is_main_process
+    from ..training.experiment import run_experiment
+
+    try:
+        result = run_experiment(loaded, roots, out, device=resolve_device(device.value), progress=progress,
+                                max_runs=max_runs, missing=missing.value)
+    except (ValueError, FileNotFoundError, TypeError) as err:
+        fail(str(err))
+    if not is_main_process():  # torchrun: rank 0 reports
+        return
+    typer.echo(result.result.to_markdown())
+    typer.echo(f"results, checkpoints and logs in {out}")

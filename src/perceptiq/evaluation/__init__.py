@@ -1,5 +1,17 @@
 """Metrics, evaluation protocols over splits, and their reports (see docs/evaluation.md)."""
 
+from perceptiq.evaluation.level_ranking import (
+    ISSUE11_BARS,
+    Bars,
+    LevelRankingResult,
+    LevelRow,
+    beats,
+    evaluate_level_ranking,
+    evaluate_scorers,
+    render_per_type_table,
+    render_summary_table,
+    rows_from_synthetic,
+)
 from perceptiq.evaluation.metrics import (
     METRIC_NAMES,
     LogisticFit,
@@ -16,28 +28,43 @@ from perceptiq.evaluation.metrics import (
     rmse,
     srcc,
 )
-from perceptiq.evaluation.protocols import evaluate_cross_dataset, evaluate_on_splits, run_repeated, score_split
+from perceptiq.evaluation.protocols import (
+    evaluate_cross_dataset,
+    evaluate_on_splits,
+    run_repeated,
+    score_split,
+)
 from perceptiq.evaluation.report import ProtocolResult, SettingSummary, SplitScore
 
 __all__ = [
+    "ISSUE11_BARS",
     "METRIC_NAMES",
+    "Bars",
+    "LevelRankingResult",
+    "LevelRow",
     "LogisticFit",
     "LogisticFitWarning",
     "MetricWarning",
     "ProtocolResult",
     "SettingSummary",
     "SplitScore",
+    "beats",
     "compute_metrics",
     "compute_metrics_with_notes",
     "evaluate_cross_dataset",
+    "evaluate_level_ranking",
     "evaluate_on_splits",
+    "evaluate_scorers",
     "fit_logistic",
     "krcc",
     "logistic4",
     "logistic5",
     "plcc",
     "plcc_logistic",
+    "render_per_type_table",
+    "render_summary_table",
     "rmse",
+    "rows_from_synthetic",
     "run_repeated",
     "score_split",
     "srcc",

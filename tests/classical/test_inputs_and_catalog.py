@@ -95,3 +95,14 @@ def test_create_measure(tmp_path):
     assert isinstance(loaded, NIQEModel) and loaded.settings.patch_size == 16
     with pytest.raises(ValueError, match="takes no params"):
         create_measure("laplacian_variance", params=path)
+
+
+def test_the_classical_package_imports_no_model_code_and_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, perceptiq.classical, perceptiq.evaluation.level_ranking; "
+            "bad = [m for m in sys.modules if m == 'torch' or m.startswith(('perceptiq.models', 'perceptiq.inference'))]; "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

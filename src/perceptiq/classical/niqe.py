@@ -216,7 +216,7 @@ def _finite_rows(features: np.ndarray) -> np.ndarray:
     return np.all(np.isfinite(features), axis=1)
 
 
-@dataclass
+@dataclass(eq=False)  # parameters are arrays: compare .mean / .covariance explicitly
 class NIQEModel(ClassicalMeasure):
     """A fitted pristine model: ``mean`` (36,), ``covariance`` (36, 36), the ``settings`` that define the
     features and ``fit_info`` (what it was fitted on).

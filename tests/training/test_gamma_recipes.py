@@ -107,6 +107,24 @@ def test_paper_settings_are_those_of_section_4_2_and_table_8():
     assert (zero["protocol"]["kind"], zero["protocol"]["datasets"]) == ("zero-shot", ["tid2013", "spaq", "aigciqa2023"])
 
 
+def test_learning_rate_starts_at_2e_5_and_decays_by_cosine_to_zero_over_the_run_per_epoch():
+    """Section 4.2 / A.2: "initial learning rate 2e-5"; the authors' code decays it with a per-epoch
+    CosineAnnealingLR(T_max = the run's epochs, eta_min = 0). Expected values written out by hand:
+    lr_e = 1e-5 * (1 + cos(pi * e / E))."""
+    ten_epochs = [2.0e-5, 1.9510565e-5, 1.8090170e-5, 1.5877853e-5, 1.3090170e-5, 1.0e-5,
+                  6.9098301e-6, 4.1221475e-6, 1.9098301e-6, 4.8943484e-7]
+    for name in ("gamma-mixed", "gamma-mixed-sdp", "gamma-liqe6", "gamma-qalign3"):
+        config = TrainConfig.from_dict(load_recipe(name)["train"])
+        assert config.epochs == 10, name
+        assert [config.lr_at(e) for e in range(10)] == pytest.approx(ten_epochs, rel=1e-7), name
+    task = load_recipe("gamma-task")
+    live = TrainConfig.from_dict({**task["train"], **task["per_dataset"]["live"]})       # Table 8: 50 epochs
+    assert [live.lr_at(e) for e in (0, 25, 49)] == pytest.approx([2.0e-5, 1.0e-5, 1.9732716e-8], rel=1e-7)
+    transfer = load_recipe("gamma-transfer")
+    exbedde = TrainConfig.from_dict({**transfer["train"], **transfer["per_dataset"]["exbedde"]})  # 20 epochs
+    assert [exbedde.lr_at(e) for e in (0, 10, 19)] == pytest.approx([2.0e-5, 1.0e-5, 1.2311659e-7], rel=1e-7)
+
+
 def test_ablation_variants_set_the_rows_of_tables_3_to_6_and_15():
     mixed = load_recipe("gamma-mixed")
     options = lambda v: resolve_variant(mixed, v)["model"]["options"]  # noqa: E731

@@ -133,7 +133,7 @@ def test_reproduction_recipe_runs_end_to_end(tmp_path):
     # the DCT patch embedding was frozen, the rest of the vision tower trained
     rebuilt = build_model(str(result.checkpoint)).module
     start = create_backbone("perceptiq-tiny", "random").clip.visual
-    from perceptiq.training.builtin_init import dct_filter_bank
+    from perceptiq.training.builtin.dct_init import dct_filter_bank
 
     patch = recipe["model"]["patch_init"]
     bank = dct_filter_bank(32, luma_frequencies=patch["luma_frequencies"],

@@ -9,7 +9,7 @@ from typing import Any
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine", "step")
 STEPS = ("standard", "qgr")
-LOSSES = ("mse", "bce")
+LOSSES = ("mse", "bce", "bce+rank")
 
 
 @dataclass
@@ -31,7 +31,8 @@ class TrainConfig:
     step_gamma: float = 0.9
     warmup_epochs: int = 0                # CoOp: one warm-up epoch at a constant small lr
     warmup_lr: float = 1e-5
-    loss: str = "mse"                     # mse (Gamma) | bce (GRMP Eq. 3)
+    loss: str = "mse"                     # mse (Gamma) | bce (GRMP Eq. 3) | bce+rank (built-in model)
+    rank_weight: float = 1.0              # bce+rank: weight of the within-image ranking term
     step: str = "standard"                # standard | qgr (GRMP Eq. 7-8)
     qgr_lambda: float = 5.0
     crops_per_image: int = 1              # GRMP fully supervised: 10 random crops per image

@@ -35,6 +35,7 @@ class Batch:
     prompt_keys: list[str | None]
     indices: list[int]                # positions in the item list
     failures: dict[str, str] = field(default_factory=dict)  # path -> error, for dropped items
+    groups: torch.Tensor | None = None  # [B] ids: versions of one image share one (ranking losses)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -19,7 +19,7 @@ from ..evaluation.metrics import compute_metrics
 from ..inference.precision import autocast_context, resolve_precision
 from .config import TrainConfig
 from .data import Batch, TrainItem, make_loader
-from .objectives import get_loss
+from .objectives import GROUPED_LOSSES, get_loss
 from .transforms import ImageTransform
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,14 @@ class Trainer:
     # -- the loop ------------------------------------------------------------------------------------
     def fit(self, model: nn.Module, train_items: Sequence[TrainItem],
             eval_sets: dict[str, Sequence[TrainItem]] | None = None,
-            on_epoch: Callable[[EpochRecord], None] | None = None) -> TrainResult:
+            on_epoch: Callable[[EpochRecord], None] | None = None,
+            train_loader=None) -> TrainResult:
+        """Train for ``config.epochs`` epochs.
+
+        train_loader: instead of decoding ``train_items``, take each epoch's batches from this iterable
+        of :class:`Batch` (its ``set_epoch(epoch)`` is called first when it has one), e.g. the built-in
+        model's crop bank (``training.builtin.bank_batches``); ``train_items`` may then be empty.
+        """
         config = self.config
         eval_sets = eval_sets or {}
         torch.manual_seed(config.seed)
@@ -160,13 +167,16 @@ class Trainer:
             raise ValueError("the model has no trainable parameters")
         optimizer = build_optimizer(params, config)
         train_tf, eval_tf = self.transforms(model)
-        sampler = self.sampler_factory(train_items) if self.sampler_factory else None
-        if sampler is None and self.distributed is not None:
-            sampler = self.distributed.make_sampler(train_items, config)
-        batch_size = getattr(sampler, "local_batch_size", config.batch_size)  # per process under torchrun
-        loader = make_loader(train_items, train_tf, batch_size=batch_size, shuffle=True,
-                             num_workers=config.workers, seed=config.seed, crops_per_image=config.crops_per_image,
-                             balanced=config.balanced, sampler=sampler)
+        if train_loader is not None:
+            sampler, loader = train_loader, train_loader
+        else:
+            sampler = self.sampler_factory(train_items) if self.sampler_factory else None
+            if sampler is None and self.distributed is not None:
+                sampler = self.distributed.make_sampler(train_items, config)
+            batch_size = getattr(sampler, "local_batch_size", config.batch_size)  # per process under torchrun
+            loader = make_loader(train_items, train_tf, batch_size=batch_size, shuffle=True,
+                                 num_workers=config.workers, seed=config.seed,
+                                 crops_per_image=config.crops_per_image, balanced=config.balanced, sampler=sampler)
         epochs: list[EpochRecord] = []
         steps: list[dict] = []
         failures: dict[str, str] = {}
@@ -240,7 +250,14 @@ class Trainer:
             info["loss"] = info["quality_loss"]
             return info
         out = self._forward(model, batch)
-        loss = self.loss_fn(out.scores, targets)
+        if self.config.loss in GROUPED_LOSSES:
+            if batch.groups is None:
+                raise ValueError(f"loss {self.config.loss!r} ranks versions of one image: the batches need "
+                                 "group ids (a grouped loader such as the built-in model's crop bank)")
+            loss = self.loss_fn(out.scores, targets, batch.groups.to(self.device),
+                                rank_weight=self.config.rank_weight)
+        else:
+            loss = self.loss_fn(out.scores, targets)
         loss.backward()
         if reduce_fn is not None:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]

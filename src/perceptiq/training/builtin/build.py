@@ -27,17 +27,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data import load_generic_csv, synthesize
-from ..data.synthetic import get_distortion
-from ..evaluation.metrics import compute_metrics
-from ..models import build_model, save_checkpoint
-from ..models.builtin import BUILTIN_FACTORY, BUILTIN_NAME
-from ..models.checkpoints import atomic_write_bytes, checkpoint_paths
-from ..recipes import load_recipe
-from .config import TrainConfig
-from .data import TrainItem
-from .builtin_init import init_patch_embedding_dct
-from .trainer import Trainer
+from ...data import load_generic_csv, synthesize
+from ...data.synthetic import get_distortion
+from ...evaluation.metrics import compute_metrics
+from ...models import build_model, save_checkpoint
+from ...models.builtin import BUILTIN_FACTORY, BUILTIN_NAME
+from ...models.checkpoints import atomic_write_bytes, checkpoint_paths
+from ...recipes import load_recipe
+from ..config import TrainConfig
+from ..data import TrainItem
+from .dct_init import init_patch_embedding_dct
+from ..trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def save_builtin_checkpoint(out_dir: Path, model, recipe: dict, build_config: di
 
     fp16 halves the file (the text token table, 49408 x width, dominates); loading casts back to fp32.
     """
-    from ..backbones import sha256_of
+    from ...backbones import sha256_of
 
     stored_dtype = recipe["protocol"].get("stored_dtype", "float16")
     dtype = {"float16": torch.float16, "float32": torch.float32}[stored_dtype]

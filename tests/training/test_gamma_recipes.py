@@ -293,3 +293,46 @@ def test_model_init_template_with_an_unknown_field_is_an_error():
     recipe = load_recipe("gamma-transfer", ["model.init=runs/x/{split}/model.safetensors"])
     with pytest.raises(ValueError, match=r"only \{seed\} and \{index\}"):
         init_checkpoint_path(recipe)
+
+
+# -- Table 7 "Ours": gamma-transfer:from-uniqa starts from UniQA or does not start ----------------------------
+def test_transfer_from_uniqa_without_uniqa_weights_fails_before_reading_data_and_names_them(tmp_path):
+    from typer.testing import CliRunner
+
+    from perceptiq.cli.main import app
+
+    recipe = resolve_variant(load_recipe("gamma-transfer"), "from-uniqa")
+    assert recipe["model"]["weights"] == "openai"          # the shipped default is not UniQA ...
+    with pytest.raises(ValueError) as error:               # ... so the variant refuses to run
+        run_experiment(recipe, {}, tmp_path / "run")       # no data given: the weights are checked first
+    message = str(error.value)
+    assert "gamma-transfer:from-uniqa starts from UniQA's CLIP-B/16 weights (missing: UniQA_weight.pt)" in message
+    assert "model.weights is 'openai'" in message and "--set model.weights=uniqa:/path/to/UniQA_weight.pt" in message
+    assert not (tmp_path / "run").exists()
+    absent = tmp_path / "nowhere" / "UniQA_weight.pt"
+    recipe["model"]["weights"] = f"uniqa:{absent}"
+    with pytest.raises(FileNotFoundError, match=f"names {absent}, which does not exist"):
+        run_experiment(recipe, {}, tmp_path / "run")
+    # the command line says the same and makes no run folder
+    result = CliRunner().invoke(app, ["train", "--recipe", "gamma-transfer", "--variant", "from-uniqa",
+                                      "--data", f"exbedde={tmp_path / 'labels.csv'}", "--output", str(tmp_path / "cli")])
+    assert result.exit_code != 0
+    assert "UniQA_weight.pt" in result.output and "model.weights=uniqa:" in result.output
+    assert not (tmp_path / "cli").exists()
+
+
+def test_transfer_from_uniqa_trains_from_the_uniqa_file(tiny_datasets, tmp_path):
+    from perceptiq.backbones import create_backbone
+    from perceptiq.training.experiment import build_run_model
+
+    source = create_backbone("test-tiny", "random", seed=123)   # stands in for UniQA: not the default seed
+    path = tmp_path / "UniQA_weight.pt"
+    torch.save({"model": {f"clip_model.{k[len('clip.'):]}": v for k, v in source.state_dict().items()}}, path)
+    recipe = resolve_variant(load_recipe("gamma-transfer", TINY_MODEL + ONE_STEP), "from-uniqa")
+    recipe["model"]["weights"] = f"uniqa:{path}"
+    module = build_run_model(recipe, "cpu").module
+    start = module.backbone.clip.visual.conv1.weight
+    torch.testing.assert_close(start, source.clip.visual.conv1.weight)
+    assert not torch.equal(start, create_backbone("test-tiny", "random").clip.visual.conv1.weight)
+    result = _run_one_step(recipe, tiny_datasets, tmp_path / "run")
+    assert (result.run_dirs[0] / "model.safetensors").is_file()

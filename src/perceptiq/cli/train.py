@@ -65,12 +65,17 @@ def train_command(
 ) -> None:
     """Train (and test) as a recipe says: checkpoints, per-epoch metrics and the final table."""
     loaded = load_recipe_with(recipe, variant, set_)
+    from ..training.experiment import check_required_weights, run_experiment
+
+    try:  # before the run folder is made or any data read
+        check_required_weights(loaded)
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
     out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite)
     roots = parse_data(data)
     configure_logging()
     from ..inference.precision import resolve_device
     from ..training.distributed import is_main_process
-    from ..training.experiment import run_experiment
 
     try:
         result = run_experiment(loaded, roots, out, device=resolve_device(device.value), progress=progress,

@@ -146,6 +146,40 @@ def load_datasets(names: Sequence[str], roots: Mapping[str, str | Path], *, miss
 
 
 # -- running ---------------------------------------------------------------------------------------------
+REQUIRED_WEIGHTS = {
+    # model.require_weights value -> (what the weights are, the file its authors release, how to give it)
+    "uniqa": ("UniQA's CLIP-B/16 weights", "UniQA_weight.pt", "model.weights=uniqa:/path/to/UniQA_weight.pt"),
+}
+
+
+def check_required_weights(recipe: dict) -> None:
+    """Fail before any data is read when ``model.require_weights`` names weights the recipe lacks.
+
+    ``require_weights: uniqa`` (gamma-transfer's ``from-uniqa``: Gamma Table 7 "Ours" starts from UniQA)
+    needs ``model.weights`` = ``uniqa:PATH`` with PATH an existing file; ``openai`` or ``random`` would
+    silently run another experiment than the one the variant names.
+    """
+    model_cfg = recipe.get("model") or {}
+    required = model_cfg.get("require_weights")
+    if not required:
+        return
+    if required not in REQUIRED_WEIGHTS:
+        raise ValueError(f"model.require_weights = {required!r}: choose one of {', '.join(REQUIRED_WEIGHTS)}")
+    what, filename, how = REQUIRED_WEIGHTS[required]
+    weights = str(model_cfg.get("weights") or "")
+    name = recipe.get("name", "this recipe")
+    prefix = f"{required}:"
+    if not weights.startswith(prefix):
+        raise ValueError(
+            f"{name} starts from {what} (missing: {filename}), but model.weights is {weights or 'unset'!r}. "
+            f"Give the file with --set {how}")
+    path = Path(weights[len(prefix):]).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{name} starts from {what}, and model.weights names {path}, which does not exist "
+            f"(missing: {filename}). Give the file with --set {how}")
+
+
 def init_checkpoint_path(recipe: dict, unit: RunUnit | None = None) -> str | None:
     """``model.init`` with ``{seed}`` (the unit's split seed) and ``{index}`` (seed - protocol.split.base_seed)
     filled in, so split k of a run can start from split k's checkpoint of an earlier run (Gamma Table 7)."""
@@ -234,6 +268,7 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
         device = distributed.device
         trainer_kwargs = {"distributed": distributed, **(trainer_kwargs or {})}
     is_main = distributed is None or distributed.is_main
+    check_required_weights(recipe)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # ``datasets``: already loaded (e.g. generic CSVs under their own names) instead of ``roots``

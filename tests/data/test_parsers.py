@@ -48,7 +48,9 @@ def test_parser_reads_native_replica(name, tmp_path):
     assert_matches(dataset, replica)
     spec = get_dataset_spec(name)
     assert all(s.dataset == spec.name and s.scene == spec.scene for s in dataset)
-    assert all(0.0 <= s.score <= 1.0 for s in dataset if not math.isnan(s.score))
+    scale = spec.column(replica.options.get("column")).scale
+    # scores lie in [0, 1] except for labels past a nominal range (LIVE's realigned DMOS above 100)
+    assert all(0.0 <= s.score <= 1.0 for s in dataset if not math.isnan(s.score) and scale.contains(s.label))
 
 
 def test_every_native_parser_has_a_replica():
@@ -75,11 +77,14 @@ def test_dmos_is_flipped_so_lower_dmos_scores_higher(tmp_path):
     assert [s.score for s in by_label] == sorted((s.score for s in csiq), reverse=True)
 
 
-def test_live_original_dmos_column_and_minmax_normalisation(tmp_path):
+def test_live_original_dmos_column_on_table_9s_nominal_range(tmp_path, caplog):
     root = build("live", tmp_path).root
-    dataset = load_dataset("live", root, column="dmos")  # dmos.mat holds realigned + 1 in the replica
-    assert [s.label for s in dataset] == [31.0, 56.5, 71.0]
-    assert [s.score for s in dataset] == pytest.approx([1.0, 1 - 25.5 / 40, 0.0])
+    with caplog.at_level("WARNING"):
+        dataset = load_dataset("live", root, column="dmos")  # dmos.mat holds realigned + 1 in the replica
+    assert [s.label for s in dataset] == [31.0, 56.5, 105.5]
+    # Table 9's [1, 100], DMOS flipped: 1 - (label - 1) / 99, by hand; 105.5 is past 100 and kept
+    assert [s.score for s in dataset] == pytest.approx([0.6969697, 0.4393939, -0.0555556], abs=1e-7)
+    assert "1 label(s) of column 'dmos' lie outside its nominal range [1, 100] (from 105.5 to 105.5)" in caplog.text
 
 
 def test_koniq_other_column_and_image_folder(tmp_path):

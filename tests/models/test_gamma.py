@@ -153,6 +153,39 @@ def test_vit_b16_parameter_counts_match_tables_5_and_10():
 
 
 # -- prompt keys ------------------------------------------------------------------------------------------
+# Gamma Table 11 (Appendix A.4), copied by hand: datasets -> the five prompts of their scene
+_LEVELS = ("bad", "poor", "fair", "good", "perfect")
+TABLE_11 = {
+    ("live", "csiq", "tid2013", "kadid10k", "livec", "koniq10k", "spaq"):
+        [f"natural {level}-quality image" for level in _LEVELS],
+    ("agiqa3k",): [f"AI-generated {level}-quality image" for level in _LEVELS],
+    ("gfiqa20k",): [f"face {level}-quality image" for level in _LEVELS],
+    ("uwiqa",): [f"underwater {level}-quality image" for level in _LEVELS],
+    ("ava", "aadb"): [f"natural {level}-aesthetics image" for level in _LEVELS],
+}
+
+
+def test_every_dataset_of_table_11_is_prompted_with_its_scenes_five_prompts_in_sdp_training(tmp_path):
+    """The full Table 11 mapping, through the path training takes: registry scene and task -> the SDP
+    model's per-sample prompt key (``to_items``) -> the five prompt texts."""
+    from PIL import Image
+
+    from perceptiq.data import LabeledDataset, Sample, get_dataset_spec
+    from perceptiq.training.experiment import to_items
+
+    model = tiny_gamma(scene="auto", prompt_style="sdp", n_layers=0)    # gamma-mixed-sdp's model section
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    seen = set()
+    for names, prompts in TABLE_11.items():
+        for name in names:
+            dataset = LabeledDataset(get_dataset_spec(name), [Sample(image, 0.5, 0.5, dataset=name)], tmp_path)
+            key = to_items(dataset.samples, dataset, model)[0].prompt_key
+            assert prompt_key_texts(key) == prompts, name
+            seen.add(name)
+    assert len(seen) == 12                                  # the twelve datasets of the mixed training
+
+
 def test_prompt_keys_parse_canonically_and_reject_bad_input():
     assert str(parse_prompt_key("sdp:face:quality")) == "sdp:face:quality"
     assert str(parse_prompt_key("sdp:auto:aesthetics")) == "sdp:natural:aesthetics"

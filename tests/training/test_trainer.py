@@ -115,3 +115,12 @@ def test_logs_are_written(items, tmp_path):
     Trainer(TrainConfig(epochs=2, batch_size=8, lr=1e-3), out_dir=tmp_path).fit(_gamma().module, items, {"toy": items})
     assert len((tmp_path / "epochs.jsonl").read_text().splitlines()) == 2
     assert len((tmp_path / "steps.jsonl").read_text().splitlines()) == 4
+
+
+def test_bce_takes_a_target_past_a_nominal_range_at_the_nearest_end():
+    """LIVE's realigned DMOS above Table 9's 100 gives a target below 0; BCE cannot take it, so it is
+    clamped: by hand, -log(1 - 0.3) = 0.3566749 for target -0.05, and -log(0.8) = 0.2231436 for 1.04."""
+    from perceptiq.training.objectives import bce_loss
+
+    p = torch.tensor([0.3, 0.8])
+    assert bce_loss(p, torch.tensor([-0.05, 1.04])).item() == pytest.approx((0.3566749 + 0.2231436) / 2, rel=1e-6)

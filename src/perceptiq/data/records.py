@@ -50,14 +50,19 @@ class LabelScale:
     """How one label column maps to a [0, 1] score, higher = better.
 
     ``low``/``high`` None means "min and max of the labels in the file" (used where
-    the papers give no range, or the file's values leave the published one).
-    ``kind`` None marks an unlabelled dataset.
+    the papers give no range). ``kind`` None marks an unlabelled dataset.
+
+    ``strict`` (default): a label outside [low, high] is an error (wrong file or column).
+    ``strict=False`` makes the range *nominal*: labels past an end are kept and mapped on
+    the same line, so their score lies a little outside [0, 1] (LIVE's realigned DMOS runs
+    past Table 9's 100; the Gamma authors' loader maps it the same way, unclipped).
     """
 
     kind: LabelKind | None
     low: float | None
     high: float | None
     range_source: str
+    strict: bool = True
 
     @property
     def uses_file_range(self) -> bool:
@@ -67,6 +72,8 @@ class LabelScale:
         if self.kind is None:
             return "unlabelled"
         span = "min..max of the file" if self.uses_file_range else f"[{self.low:g}, {self.high:g}]"
+        if not self.uses_file_range and not self.strict:
+            span += " (nominal: labels past it are kept)"
         flip = ", flipped (lower DMOS = better)" if self.kind == "DMOS" else ""
         return f"{self.kind} {span}{flip}"
 
@@ -99,6 +106,10 @@ class LabelScale:
         if self.uses_file_range or self.kind is None:
             return True
         return float(self.low) <= label <= float(self.high)  # type: ignore[arg-type]
+
+    def accepts(self, label: float) -> bool:
+        """Whether loading accepts ``label``: inside the range, or anywhere when the range is nominal."""
+        return not self.strict or self.contains(label)
 
 
 @dataclass(frozen=True)

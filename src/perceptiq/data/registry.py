@@ -1,9 +1,10 @@
 """The dataset registry: one ``DatasetSpec`` per standard IQA/IAA dataset, kept as
 data, plus lookup (with "did you mean"), loading and the ``perceptiq datasets`` text.
 
-Ranges follow Gamma Table 9 and GRMP-IQA section 4.1 where they match the label
-files; where they do not (or give none), the spec says so and normalises by the
-file's min and max. docs/datasets.md lists every entry and every choice.
+Ranges follow Gamma Table 9 (AGIQA-3K: the Gamma authors' [0, 5], as Table 9's [0, 1] is
+not the file's scale; LIVE's [1, 100] is nominal); datasets outside Table 9 use their
+rating scale or, with none published, the file's min and max. docs/datasets.md lists
+every entry and every choice; tests/data/test_label_ranges.py pins them.
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def _dmos(low: float | None, high: float | None, source: str = TABLE9) -> LabelS
     return LabelScale("DMOS", low, high, source)
 
 
+# Table 9's [1, 100] for both LIVE label files, as the Gamma authors' loader uses it. Nominal, not enforced:
+# the realigned DMOS runs past 100, and such labels are kept, mapped on the same line (scores below 0).
+LIVE_SCALE = LabelScale("DMOS", 1, 100, f"{TABLE9} (nominal: realigned DMOS runs past 100)", strict=False)
+
+
 def _one(source: str, scale: LabelScale) -> tuple[LabelColumn, ...]:
     return (LabelColumn("mos" if scale.kind != "DMOS" else "dmos", source, scale),)
 
@@ -65,9 +71,8 @@ SPECS: tuple[DatasetSpec, ...] = (
         name="live", title="LIVE IQA Database, release 2", aliases=("live-iqa", "live2", "liver2"),
         task="quality", scene="natural",
         columns=(
-            LabelColumn("dmos_realigned", "dmos_realigned.mat: dmos_new",
-                        _dmos(None, None, f"{FILE_RANGE} (realigned DMOS leaves Table 9's [1, 100])")),
-            LabelColumn("dmos", "dmos.mat: dmos", _dmos(None, None, f"{FILE_RANGE} (as for dmos_realigned)")),
+            LabelColumn("dmos_realigned", "dmos_realigned.mat: dmos_new", LIVE_SCALE),
+            LabelColumn("dmos", "dmos.mat: dmos", LIVE_SCALE),
         ),
         default_column="dmos_realigned", expected_count=779, count_source=f"{TABLE9}; {GRMP41}",
         synthetic=True,
@@ -173,7 +178,7 @@ SPECS: tuple[DatasetSpec, ...] = (
         name="agiqa3k", title="AGIQA-3K", aliases=("agiqa-3k", "agiqa"), task="quality", scene="ai-generated",
         columns=(
             LabelColumn("quality", "data.csv: mos_quality",
-                        _mos(None, None, f"{FILE_RANGE} (Table 9's [0, 1] is not the file's scale)")),
+                        _mos(0, 5, "Gamma authors' code (Table 9 prints [0, 1], not the file's 0..5 scale)")),
             LabelColumn("align", "data.csv: mos_align", _mos(None, None, FILE_RANGE)),
         ),
         default_column="quality", expected_count=2982, count_source=TABLE9, synthetic=False,

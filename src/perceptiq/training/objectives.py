@@ -11,9 +11,13 @@ def mse_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def bce_loss(p_high: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """GRMP-IQA Eq. 3: -(y log p + (1 - y) log(1 - p)), y = MOS rescaled to [0, 1]."""
+    """GRMP-IQA Eq. 3: -(y log p + (1 - y) log(1 - p)), y = MOS rescaled to [0, 1].
+
+    A target a little outside [0, 1] (a label past a nominal range, e.g. LIVE's realigned DMOS above
+    Table 9's 100) is taken at the nearest end: a probability cannot be asked to exceed 1.
+    """
     p = p_high.float().clamp(1e-6, 1 - 1e-6)
-    return F.binary_cross_entropy(p, targets.float())
+    return F.binary_cross_entropy(p, targets.float().clamp(0.0, 1.0))
 
 
 def pairwise_ranking_loss(p_high: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ Shared by every registered dataset and by the generic CSV reader.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +14,7 @@ from perceptiq.data.parsers._files import CaseInsensitiveRoot
 from perceptiq.data.records import DatasetFormatError, DatasetSpec, LabelColumn, LabeledDataset, Sample
 
 MissingPolicy = Literal["error", "skip"]
+log = logging.getLogger(__name__)
 
 
 def resolve_image(root: CaseInsensitiveRoot, candidates: tuple[str, ...]) -> Path | None:
@@ -48,11 +50,16 @@ def assemble(
         raise DatasetFormatError(f"{spec.name}: the label files under '{root.root}' list no images")
     scale = column.scale
     for record in records:
-        if not scale.contains(record.label):
+        if not scale.accepts(record.label):
             raise DatasetFormatError(
                 f"{record.origin}: label {record.label:g} outside the {spec.name} range "
                 f"[{scale.low:g}, {scale.high:g}] of column '{column.key}'"
             )
+    beyond = [r.label for r in records if not scale.contains(r.label)]
+    if beyond:  # a nominal range (strict=False): kept, mapped on the same line, said once
+        log.warning("%s: %d label(s) of column '%s' lie outside its nominal range [%g, %g] (from %g to %g); "
+                    "they are kept and their scores lie a little outside [0, 1]", spec.name, len(beyond),
+                    column.key, scale.low, scale.high, min(beyond), max(beyond))
     to_score = scale.normaliser([r.label for r in records])
     samples: list[Sample] = []
     skipped: list[str] = []

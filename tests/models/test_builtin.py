@@ -58,9 +58,9 @@ def test_loads_by_name_offline_with_no_flags(no_network, example_pixels):
     assert scores.shape == (4,) and bool(((scores > 0) & (scores < 1)).all())
     # the public entry point builds the same model and gives the same scores
     assessor = perceptiq.load_model("perceptiq-tiny", device="cpu", precision="fp32")
-    torch.testing.assert_close(torch.as_tensor(assessor.score(pixels)), scores)
+    torch.testing.assert_close(torch.as_tensor(assessor.score(pixels).scores, dtype=torch.float32), scores)
     from_file = assessor.score([str(EXAMPLES / "coffee.jpg")])
-    assert from_file.shape == (1,) and 0 < from_file[0] < 1
+    assert len(from_file) == 1 and from_file.paths == [str(EXAMPLES / "coffee.jpg")] and 0 < from_file[0].score < 1
 
 
 def test_shipped_file_is_small_and_matches_its_recorded_sha256(shipped_model):

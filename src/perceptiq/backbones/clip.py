@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .autocast_policy import install_autocast_policy
+from .native_resolution import enable_any_input_size
 from .architectures import DEFAULT_ARCH, architecture_config, register_perceptiq_configs
 from .weights import WeightSource, parse_weight_source, read_state_dict, resolve_tag, verify_known_file
 
@@ -47,6 +48,7 @@ class ClipBackbone(nn.Module):
         super().__init__()
         self.clip = model
         install_autocast_policy(model)   # fast, fp32-faithful bf16 autocast (backbones/autocast_policy.py)
+        enable_any_input_size(model)     # the full view: position embeddings at any grid (native_resolution.py)
         self.tokenizer = tokenizer
         self.info = info
 

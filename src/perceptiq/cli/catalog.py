@@ -35,7 +35,8 @@ def models_command(
         typer.echo(f"{s.name}\n  {s.description}\n  tasks: {', '.join(s.tasks)}; scenes: "
                    f"{', '.join(s.scenes) or '-'}; score range [{lo:g}, {hi:g}], {direction}\n"
                    f"  prompts: {s.prompts}\n  default backbone: {s.default_backbone} "
-                   f"(weights {s.default_weights}); paper: {s.paper}\n")
+                   f"(weights {s.default_weights}); paper: {s.paper}\n"
+                   f"  default view: {s.default_view} ({s.view_reason or 'CLIP preprocessing'})\n")
 
 
 def datasets_command() -> None:

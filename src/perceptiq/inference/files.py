@@ -19,11 +19,13 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Formats Pillow decodes out of the box that photographs and datasets use. jp2/j2k need Pillow built
-# with OpenJPEG (the wheels are); heic/avif are left out because they need extra plugins.
+# Formats photographs and datasets use. jp2/j2k need Pillow built with OpenJPEG and avif Pillow built with
+# libavif (the wheels are); heic/heif decode through the optional ``heic`` extra (pillow-heif). A file
+# whose decoder is missing is still listed: it becomes an error row saying what to install, never a
+# silent skip.
 DEFAULT_IMAGE_EXTENSIONS: frozenset[str] = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp", ".gif",
-    ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k", ".jpx", ".tga", ".ico",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k", ".jpx", ".tga", ".ico", ".avif", ".heic", ".heif",
 })
 
 

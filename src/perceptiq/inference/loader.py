@@ -15,12 +15,16 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from .images import ImageDecodeError, load_rgb
+from ..imaging.decode import ImageDecodeError, load_rgb
+from ..imaging.views import ViewInput
 
-Preprocess = Callable[[Image.Image], torch.Tensor]
+# RGB image -> one [3,H,W] tensor, or a ViewInput (a view's K inputs and their boxes).
+Preprocess = Callable[[Image.Image], "torch.Tensor | ViewInput"]
 
-# One item: (index in the input list, path as given, [3,H,W] tensor or None, error message or None).
-ScoringItem = tuple[int, str, torch.Tensor | None, str | None]
+# One item: (index in the input list, path as given, [3,H,W] tensor / ViewInput or None, error or None).
+ScoringItem = tuple[int, str, "torch.Tensor | ViewInput | None", str | None]
+
+_WHOLE = (0.0, 0.0, 1.0, 1.0)
 
 # Upper bound on automatically chosen decode workers: past a few, decoding outpaces a CPU-side model
 # and only adds start-up time and memory.
@@ -28,7 +32,7 @@ MAX_AUTO_WORKERS = 4
 
 
 class ImagePathDataset(Dataset):
-    """Items ``(index, path, pixels [3,H,W] | None, error | None)`` for a fixed list of image paths.
+    """Items ``(index, path, pixels [3,H,W] or ViewInput | None, error | None)`` for a fixed list of paths.
 
     ``__getitem__`` never raises for a bad file: decode failures carry ``ImageDecodeError``'s message,
     anything else raised by ``preprocess`` becomes ``"preprocess failed (Type: message)"``.
@@ -67,16 +71,20 @@ class ImagePathDataset(Dataset):
 class ScoringBatch:
     """One batch of inputs, with the images that failed kept aside.
 
-    ``indices``/``paths``: every item of the batch, in input order (length B). ``pixels``: ``[G,3,H,W]``
-    for the G good items, in the order of ``good_positions`` (positions within the batch); when G is 0
-    it is an empty ``[0,3,0,0]`` tensor. ``errors``: batch position -> error message for the others.
+    ``indices``/``paths``: every item of the batch, in input order (length B). ``inputs``: the G good
+    items' :class:`ViewInput` (K model inputs each), in the order of ``good_positions`` (positions within
+    the batch). ``pixels``: every good item's inputs concatenated, ``[sum K, 3, h, w]``, when they share
+    one shape (always, except for the ``full`` view); with one input per item that is ``[G,3,H,W]``.
+    When G is 0 it is an empty ``[0,3,0,0]`` tensor; ``None`` when shapes differ. ``errors``: batch
+    position -> error message for the others.
     """
 
     indices: list[int]
     paths: list[str]
-    pixels: torch.Tensor
+    pixels: torch.Tensor | None
     good_positions: list[int]
     errors: dict[int, str] = field(default_factory=dict)
+    inputs: list[ViewInput] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -90,7 +98,8 @@ class ScoringBatch:
 
     def pin_memory(self) -> "ScoringBatch":
         """Called by the DataLoader when ``pin_memory=True``; only the pixel tensor is pinned."""
-        self.pixels = self.pixels.pin_memory()
+        if self.pixels is not None:
+            self.pixels = self.pixels.pin_memory()
         return self
 
     def results(self, good_scores: Sequence[float]) -> list[tuple[int, str, float | None, str | None]]:
@@ -106,25 +115,33 @@ class ScoringBatch:
 
 
 def collate_scoring_batch(items: Sequence[ScoringItem]) -> ScoringBatch:
-    """Stack the decoded tensors of a list of dataset items; failures go to ``errors``."""
+    """Stack the decoded inputs of a list of dataset items; failures go to ``errors``.
+
+    Plain ``[3,H,W]`` tensors (a preprocess that returns one tensor) must share one shape; a
+    :class:`ViewInput` per item may differ in size (``full``), and then ``pixels`` is None."""
     good_positions = [pos for pos, item in enumerate(items) if item[2] is not None]
-    tensors = [items[pos][2] for pos in good_positions]
-    if tensors:
-        shapes = {tuple(t.shape) for t in tensors}
+    outputs = [items[pos][2] for pos in good_positions]
+    if any(isinstance(o, torch.Tensor) for o in outputs):
+        shapes = {tuple(o.shape) for o in outputs if isinstance(o, torch.Tensor)}
         if len(shapes) > 1:
             raise ValueError(
                 f"preprocess returned tensors of different shapes {sorted(shapes)} in one batch "
                 f"(first path {items[good_positions[0]][1]!r}); it must produce a fixed size"
             )
-        pixels = torch.stack(tensors)
-    else:
+    inputs = [o if isinstance(o, ViewInput) else ViewInput(o.unsqueeze(0), [_WHOLE]) for o in outputs]
+    if not inputs:
         pixels = torch.empty((0, 3, 0, 0))
+    elif len({tuple(vi.pixels.shape[1:]) for vi in inputs}) == 1:
+        pixels = inputs[0].pixels if len(inputs) == 1 else torch.cat([vi.pixels for vi in inputs])
+    else:
+        pixels = None
     return ScoringBatch(
         indices=[item[0] for item in items],
         paths=[item[1] for item in items],
         pixels=pixels,
         good_positions=good_positions,
         errors={pos: item[3] for pos, item in enumerate(items) if item[2] is None},
+        inputs=inputs,
     )
 
 

@@ -123,29 +123,41 @@ def plan_actors(resources: dict[str, float], *, device: str = "auto", n_actors: 
 
 
 # -- the stages ------------------------------------------------------------------------------------------
-def _decode_batch(batch: dict[str, np.ndarray], *, preprocess, image_size: int, max_pixels: int,
-                  ) -> dict[str, np.ndarray]:
-    """Decode stage (a stateless task): {path [B]} -> {path [B], pixels [B,3,S,S] float32, error [B]}.
+def _decode_batch(batch: dict[str, np.ndarray], *, preprocess, max_pixels: int) -> dict[str, np.ndarray]:
+    """Decode stage (a stateless task): {path [B]} -> {path [B], pixels [B] of [K,3,h,w] float32, boxes [B]
+    of [K,4], error [B]}.
 
-    Failures keep zero pixels and their message in ``error`` ("" = decoded), so one bad file never
-    fails the task. The per-file work is the local loader's ``ImagePathDataset.__getitem__``.
+    ``preprocess`` is the model's view (``ViewTransform``), so K inputs per image (crops) and sizes that
+    differ per image (``full``) travel as variable-shaped tensors. Failures keep an empty [0,3,h,w] and
+    their message in ``error`` ("" = decoded), so one bad file never fails the task. The per-file work
+    is the local loader's ``ImagePathDataset.__getitem__``.
     """
     from .loader import ImagePathDataset
 
     paths = [str(p) for p in batch["path"]]
-    dataset = ImagePathDataset(paths, preprocess, target_short_side=image_size, max_pixels=max_pixels)
-    pixels = np.zeros((len(paths), 3, image_size, image_size), dtype=np.float32)
-    errors = []
+    dataset = ImagePathDataset(paths, preprocess, target_short_side=preprocess.decode_short_side,
+                               max_pixels=max_pixels)
+    size = preprocess.size
+    pixels, boxes, errors = [], [], []
     for i in range(len(paths)):
-        _, _, tensor, error = dataset[i]
-        if tensor is not None:
-            if tuple(tensor.shape) != pixels.shape[1:]:
-                error = (f"preprocess failed (transform gave shape {tuple(tensor.shape)}, expected "
-                         f"{pixels.shape[1:]})")
-            else:
-                pixels[i] = tensor.numpy()
+        _, _, view_input, error = dataset[i]
+        if view_input is None:
+            pixels.append(np.zeros((0, 3, size, size), dtype=np.float32))
+            boxes.append(np.zeros((0, 4), dtype=np.float64))
+        else:
+            pixels.append(view_input.pixels.numpy())
+            boxes.append(np.asarray(view_input.boxes, dtype=np.float64))
         errors.append(error or "")
-    return {"path": np.array(paths, dtype=object), "pixels": pixels, "error": np.array(errors, dtype=object)}
+    return {"path": np.array(paths, dtype=object), "pixels": _ragged(pixels), "boxes": _ragged(boxes),
+            "error": np.array(errors, dtype=object)}
+
+
+def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
+    """A [B] object array of arrays (Ray Data stores it as a variable-shaped tensor column)."""
+    out = np.empty(len(arrays), dtype=object)
+    for i, array in enumerate(arrays):
+        out[i] = array
+    return out
 
 
 def result_schema(with_scene: bool):
@@ -162,7 +174,8 @@ def result_schema(with_scene: bool):
 class _ScoreActor:
     """Scoring stage (an actor): the model is built once per actor, then scores decoded batches."""
 
-    def __init__(self, model_args: dict[str, Any], with_scene: bool, torch_threads: int | None = None):
+    def __init__(self, model_args: dict[str, Any], with_scene: bool, torch_threads: int | None = None,
+                 max_batch: int = 32):
         import torch
 
         from .assessor import load_model
@@ -171,10 +184,13 @@ class _ScoreActor:
             torch.set_num_threads(torch_threads)  # a CPU actor keeps to its share of the node
         self.assessor = load_model(**model_args)
         self.with_scene = with_scene
+        self.max_batch = max_batch
 
     def __call__(self, batch: dict[str, np.ndarray]):
         import pyarrow as pa
         import torch
+
+        from ..imaging.views import ViewInput
 
         paths = [str(p) for p in batch["path"]]
         errors = [str(e) if e else None for e in batch["error"]]
@@ -182,13 +198,11 @@ class _ScoreActor:
         scores: list[float | None] = [None] * len(paths)
         scenes: list[str | None] = [None] * len(paths)
         if good:
-            pixels = torch.from_numpy(np.ascontiguousarray(np.stack([batch["pixels"][i] for i in good])))
-            out = self.assessor.predict(pixels)
-            for position, score in zip(good, out.scores.tolist()):
-                scores[position] = float(score)
-            if out.scenes is not None:
-                for position, scene in zip(good, out.scenes):
-                    scenes[position] = scene
+            inputs = [ViewInput(torch.from_numpy(np.ascontiguousarray(batch["pixels"][i], dtype=np.float32)),
+                                [tuple(map(float, box)) for box in batch["boxes"][i]]) for i in good]
+            for position, outcome in zip(good, self.assessor.predict_inputs(inputs, max_batch=self.max_batch)):
+                scores[position] = outcome.score
+                scenes[position] = outcome.scene
         columns = {"path": paths, "score": scores, "error": errors}
         if self.with_scene:
             columns["scene"] = scenes
@@ -209,20 +223,20 @@ def output_kind(output: str | os.PathLike | None, shard_format: str | None = Non
     return "shards"
 
 
-def build_dataset(files: list[str], *, preprocess, image_size: int, max_pixels: int, model_args: dict,
+def build_dataset(files: list[str], *, preprocess, max_pixels: int, model_args: dict,
                   with_scene: bool, plan: ActorPlan, batch_size: int):
     """The lazy Ray dataset of result rows for ``files`` (nothing runs until it is consumed)."""
     ray = import_ray()
     items = ray.data.from_items([{"path": f} for f in files])
     decoded = items.map_batches(
         _decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=DECODE_CPUS_PER_TASK,
-        fn_kwargs={"preprocess": preprocess, "image_size": image_size, "max_pixels": max_pixels},
+        fn_kwargs={"preprocess": preprocess, "max_pixels": max_pixels},
     )
     threads = None if plan.device == "cuda" else max(1, int(plan.num_cpus))
     return decoded.map_batches(
         _ScoreActor, batch_size=batch_size, batch_format="numpy",
         fn_constructor_kwargs={"model_args": {**model_args, "device": plan.device}, "with_scene": with_scene,
-                               "torch_threads": threads},
+                               "torch_threads": threads, "max_batch": batch_size},
         compute=ray.data.ActorPoolStrategy(size=plan.n_actors), num_gpus=plan.num_gpus, num_cpus=plan.num_cpus,
     )
 
@@ -238,6 +252,7 @@ def score_with_ray(
     device: str = "auto",
     precision: str = "auto",
     max_pixels: int = 200_000_000,
+    view: str | None = None,
     batch_size: int = 32,
     output: str | os.PathLike | None = None,
     shard_format: str | None = None,
@@ -255,6 +270,8 @@ def score_with_ray(
         storage every node can write, e.g. NFS or an object store URI).
     address: an existing cluster (``ray start --head`` printed it; "auto" finds the local one); None
         starts a local Ray with ``num_cpus`` CPUs, shut down at the end.
+    view: how a file becomes model input (``perceptiq.imaging`` view; default: the model's); decoding and
+        the view run in the decode tasks, the actors score the view's inputs as the local engine does.
     n_actors: scoring actors (default: one per GPU, else a small CPU pool; see ``plan_actors``).
     on_model: called with the model's ``Assessor.describe()`` once it is built (the CLI prints it).
     Row order is not the input order (blocks finish as they finish); every listed input gets one row.
@@ -268,12 +285,12 @@ def score_with_ray(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     kind = output_kind(output, shard_format)
     model_args = {"model": model, "backbone": backbone, "weights": weights, "task": task, "scene": scene,
-                  "precision": precision, "max_pixels": max_pixels}
+                  "precision": precision, "max_pixels": max_pixels, "view": view}
     # the driver builds the model once on the CPU: its preprocessing goes to the decode tasks, and a bad
     # model name or weights file fails here, before any cluster work
     probe = load_model(**{**model_args, "device": "cpu", "precision": "fp32"})
     columns = default_output_columns(probe)
-    preprocess, image_size = probe.transform, probe.image_size
+    preprocess = probe.transform
     if on_model is not None:
         on_model(probe.describe())
     del probe
@@ -286,7 +303,7 @@ def score_with_ray(
     try:
         ray.data.DataContext.get_current().enable_progress_bars = progress
         plan = plan_actors(ray.cluster_resources(), device=device, n_actors=n_actors)
-        dataset = build_dataset(files, preprocess=preprocess, image_size=image_size, max_pixels=max_pixels,
+        dataset = build_dataset(files, preprocess=preprocess, max_pixels=max_pixels,
                                 model_args=model_args, with_scene="scene" in columns, plan=plan,
                                 batch_size=batch_size)
         if kind == "shards":

@@ -22,6 +22,7 @@ def score_paths(
     assessor,
     paths: Iterable[str | os.PathLike],
     *,
+    view=None,
     batch_size: int = 32,
     num_workers: int | None = None,
     writer: ResultWriter | None = None,
@@ -30,10 +31,14 @@ def score_paths(
     progress: bool = True,
     extra_columns: tuple[str, ...] = (),
 ) -> Iterator[dict]:
-    """Score files and folders; yields one row ``{path, score, error[, scene]}`` per input, in order.
+    """Score files and folders; yields one row ``{path, score, error[, scene], crop_scores, boxes}`` per
+    input, in order.
 
-    ``writer`` receives each batch's rows (then ``flush()``), ``skip`` holds paths already done (resume),
-    ``summary`` is updated in place. Bad files become rows with ``error`` set; the run goes on.
+    ``view``: how each file becomes model input (``perceptiq.imaging`` view; default the assessor's); the
+    score is the mean over the view's inputs, ``crop_scores``/``boxes`` hold each input's score and
+    region (fractions of the image). ``writer`` receives each batch's rows restricted to its columns
+    (then ``flush()``), ``skip`` holds paths already done (resume), ``summary`` is updated in place. Bad
+    files become rows with ``error`` set; the run goes on.
     """
     files = list_inputs(paths)
     if skip:
@@ -43,9 +48,10 @@ def score_paths(
             summary.n_skipped += before - len(files)
     if not files:
         return
+    transform = assessor.view_transform(view)
     loader = make_scoring_loader(
-        files, preprocess=assessor.transform, batch_size=batch_size, num_workers=num_workers,
-        pin_memory=assessor.device.type == "cuda", target_short_side=assessor.image_size,
+        files, preprocess=transform, batch_size=batch_size, num_workers=num_workers,
+        pin_memory=assessor.device.type == "cuda", target_short_side=transform.decode_short_side,
         max_pixels=assessor.max_pixels,
     )
     bar = None
@@ -55,21 +61,25 @@ def score_paths(
         bar = tqdm(total=len(files), unit="img", desc="scoring", dynamic_ncols=True)
     try:
         for batch in loader:
-            scenes_at: dict[int, str] = {}
-            good_scores: list[float] = []
+            outcomes = {}
             if batch.good_positions:
-                out = assessor.predict(batch.pixels)
-                good_scores = out.scores.tolist()
-                if out.scenes is not None:
-                    scenes_at = dict(zip(batch.good_positions, out.scenes))
+                scored = assessor.predict_inputs(batch.inputs, max_batch=batch_size, stacked=batch.pixels)
+                outcomes = {pos: (outcome, vi) for pos, outcome, vi in
+                            zip(batch.good_positions, scored, batch.inputs)}
             rows = []
-            for pos, (_, path, score, error) in enumerate(batch.results(good_scores)):
-                row = {"path": path, "score": score, "error": error}
+            for pos, path in enumerate(batch.paths):
+                outcome, vi = outcomes.get(pos, (None, None))
+                row = {"path": path, "score": None if outcome is None else outcome.score,
+                       "error": batch.errors.get(pos)}
                 if "scene" in extra_columns:
-                    row["scene"] = scenes_at.get(pos)
+                    row["scene"] = None if outcome is None else outcome.scene
+                row["crop_scores"] = [] if outcome is None else outcome.crop_scores
+                row["boxes"] = [] if vi is None else list(vi.boxes)
                 rows.append(row)
             if writer is not None:
-                writer.write_rows(rows)
+                columns = getattr(writer, "columns", None)
+                writer.write_rows(rows if columns is None else
+                                  [{c: row[c] for c in columns if c in row} for row in rows])
                 writer.flush()
             if summary is not None:
                 summary.record_rows(rows)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .images import error_reason
+from ..imaging.decode import error_reason
 
 RESULT_COLUMNS: tuple[str, ...] = ("path", "score", "error")
 WRITER_FORMATS = {".csv": "csv", ".jsonl": "jsonl"}

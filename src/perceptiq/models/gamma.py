@@ -189,6 +189,15 @@ class GammaModel(CachesTextFeatures, nn.Module):
         style = self.default_key.style
         return str(default_prompt_key(style, task, scene if style == "sdp" else None))
 
+    def prompt_texts(self) -> dict[str, list[str]]:
+        """The default prompt key's five level prompts (worst to best); per scene when the scene is
+        classified per image (``auto``)."""
+        key = self.default_key
+        if key.scene == "auto":
+            return {f"sdp:{scene}:{key.task}": prompt_key_texts(f"sdp:{scene}:{key.task}")
+                    for scene in self.scene_order}
+        return {str(key): prompt_key_texts(key)}
+
     def inv_temperature(self) -> torch.Tensor | float:
         return 1.0 / self.tau if self.tau is not None else self.backbone.logit_scale.float()
 

@@ -147,6 +147,10 @@ class GRMPModel(CachesTextFeatures, nn.Module):
         text = self.text_features()
         return antonym_probability(image_features, text[0:1], text[1:2], self.backbone.logit_scale)
 
+    def prompt_texts(self) -> dict[str, list[str]]:
+        """The two class prompts, high then low quality; ``X`` marks each learned context vector."""
+        return {"classes": list(self.text_context.prompts)}
+
     def forward(self, pixels: torch.Tensor) -> ScoreOutput:
         """pixels [B,3,S,S] (CLIP-normalised) -> ScoreOutput(scores = p(high|x) [B])."""
         return ScoreOutput(self.quality_probability(pixels))

@@ -41,6 +41,8 @@ class ModelSpec:
     default_weights: str
     paper: str = ""
     options: dict = field(default_factory=dict)
+    default_view: str = "resize"       # how ``score`` looks at an image unless told (perceptiq.imaging views)
+    view_reason: str = ""              # why that view
 
 
 Factory = Callable[..., "object"]
@@ -83,6 +85,8 @@ def _catalog() -> dict[str, ModelSpec]:
             default_weights=entry["default_weights"],
             paper=entry.get("paper", ""),
             options=dict(entry.get("options", {})),
+            default_view=entry.get("default_view", "resize"),
+            view_reason=entry.get("view_reason", ""),
         )
     return specs
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
-from ..inference.images import ImageDecodeError
+from ..imaging.decode import ImageDecodeError
 from .transforms import ImageTransform
 
 

@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data import LabeledDataset, distortion_tasks
-from ..inference.precision import autocast_context, resolve_precision
+from ..backbones.precision import autocast_context, resolve_precision
 from ..models import save_checkpoint
 from .config import TrainConfig
 from .data import Batch, LabeledImageDataset, TrainItem, make_collate

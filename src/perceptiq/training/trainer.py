@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..evaluation.metrics import compute_metrics
-from ..inference.precision import autocast_context, resolve_precision
+from ..backbones.precision import autocast_context, resolve_precision
 from .config import TrainConfig
 from .data import Batch, TrainItem, make_loader
 from .objectives import GROUPED_LOSSES, get_loss

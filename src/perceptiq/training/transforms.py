@@ -13,7 +13,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from ..inference.images import load_rgb
+from ..imaging.decode import load_rgb
 
 
 @dataclass(frozen=True)

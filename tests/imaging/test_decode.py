@@ -1,5 +1,5 @@
 """load_rgb: every Pillow mode to RGB, EXIF orientation, JPEG draft, limits and error reasons;
-clip_preprocess against torchvision's CLIP transform."""
+clip_preprocess (the resize view) against torchvision's CLIP transform."""
 import struct
 import zlib
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from perceptiq.inference.images import (
+from perceptiq.imaging import (
     CLIP_MEAN,
     CLIP_STD,
     ImageDecodeError,

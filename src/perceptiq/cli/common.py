@@ -233,3 +233,23 @@ def set_option():
 
 def json_option():
     return typer.Option(False, "--json/--no-json", help="Machine-readable JSON instead of text.")
+
+
+def view_option():
+    return typer.Option(None, "--view", metavar="VIEW",
+                        help="How a file becomes model input: resize (short side 224, centre crop), "
+                             "crops:N[,random][,resize=S][,seed=K] (N native-resolution 224 crops; the score "
+                             "is their mean) or full[,max=PIXELS] (the whole image at native resolution); "
+                             "default: the model's (`perceptiq models`). See docs/inference.md, Views.")
+
+
+def check_view(view: Optional[str]) -> Optional[str]:
+    """``--view`` parsed before any model loads: its canonical spelling, or exit naming the grammar."""
+    if view is None:
+        return None
+    from ..imaging.views import ViewError, parse_view
+
+    try:
+        return str(parse_view(view))
+    except ViewError as err:
+        fail(f"--view {view}: {err}")

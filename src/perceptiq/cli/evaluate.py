@@ -7,9 +7,9 @@ from typing import List, Optional
 import typer
 
 from .common import (Device, Missing, Precision, Scene, SplitMode, Task, backbone_option, batch_size_option,
-                     check_output_file, data_option, device_option, error_text, fail, missing_option, model_option,
-                     output_option, overwrite_option, precision_option, progress_option, scene_option, seed_option,
-                     splits_option, task_option, value, weights_option, workers_option)
+                     check_output_file, check_view, data_option, device_option, error_text, fail, missing_option,
+                     model_option, output_option, overwrite_option, precision_option, progress_option, scene_option, seed_option,
+                     splits_option, task_option, value, view_option, weights_option, workers_option)
 from .data import load_labeled, make_splits
 from .score import describe_model_line
 
@@ -22,6 +22,7 @@ def evaluate_command(
     weights: Optional[str] = weights_option(),
     task: Optional[Task] = task_option("What to assess (default: the dataset's task)."),
     scene: Optional[Scene] = scene_option(),
+    view: Optional[str] = view_option(),
     splits: Optional[str] = splits_option("N (that many seeded splits; their test parts are scored) or a split "
                                           "file from `perceptiq splits`; default: the whole dataset is the test "
                                           "set."),
@@ -40,6 +41,7 @@ def evaluate_command(
 ) -> None:
     """SRCC / PLCC (plain and logistic) / KRCC / RMSE of a model on a dataset, median over splits."""
     check_output_file(output, suffixes=(".md", ".csv"), overwrite=overwrite)
+    view = check_view(view)
     labeled = load_labeled(data, missing)
     if splits is None:
         from ..data.splits import make_repeated_splits
@@ -61,11 +63,11 @@ def evaluate_command(
 
     try:
         assessor = load_model(model, backbone=backbone, weights=weights, task=value(task) or labeled.spec.task,
-                              scene=value(scene), device=device.value, precision=precision.value)
+                              scene=value(scene), device=device.value, precision=precision.value, view=view)
     except (WeightsNotFoundError, KeyError, ValueError, FileNotFoundError) as err:
         fail(error_text(err))
     info = assessor.describe()
-    typer.echo(describe_model_line(info, info["device"], info["precision"]), err=True)
+    typer.echo(describe_model_line(info, info["device"], info["precision"], f"view {info['view']}"), err=True)
     typer.echo(f"dataset {labeled.spec.name}: {len(labeled.samples)} images, {len(split_list)} "
                f"{split_list[0].mode} split(s)", err=True)
 

@@ -7,9 +7,9 @@ from typing import List, Optional
 import typer
 
 from .common import (Engine, Precision, Device, Scene, Task, backbone_option, batch_size_option, check_output_file,
-                     check_output_folder, device_option, error_text, fail, model_option, output_option,
+                     check_output_folder, check_view, device_option, error_text, fail, model_option, output_option,
                      overwrite_option, precision_option, progress_option, scene_option, task_option, value,
-                     weights_option, workers_option)
+                     view_option, weights_option, workers_option)
 
 LOCAL_SUFFIXES = (".csv", ".jsonl")
 RAY_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -29,6 +29,7 @@ def score_command(
     weights: Optional[str] = weights_option(),
     task: Optional[Task] = task_option(),
     scene: Optional[Scene] = scene_option(),
+    view: Optional[str] = view_option(),
     batch_size: int = batch_size_option(),
     workers: Optional[int] = workers_option(),
     device: Device = device_option(),
@@ -50,6 +51,7 @@ def score_command(
 ) -> None:
     """Score images: one row per image (path, score, error); bad files become error rows."""
     # Everything that can be refused is refused here, before a model is loaded (which takes seconds).
+    view = check_view(view)
     if engine is Engine.ray:
         if resume:
             fail("--resume works with --engine local only")
@@ -69,8 +71,9 @@ def score_command(
              f"{' '.join(sorted(DEFAULT_IMAGE_EXTENSIONS))})", code=1)
     if engine is Engine.ray:
         _score_with_ray(files, model=model, backbone=backbone, weights=weights, task=task, scene=scene,
-                        device=device, precision=precision, max_pixels=max_pixels, batch_size=batch_size,
-                        output=output, address=address, workers=workers, progress=progress)
+                        device=device, precision=precision, max_pixels=max_pixels, view=view,
+                        batch_size=batch_size, output=output, address=address, workers=workers,
+                        progress=progress)
         return
 
     from ..backbones.weights import WeightsNotFoundError
@@ -79,11 +82,11 @@ def score_command(
 
     try:
         assessor = load_model(model, backbone=backbone, weights=weights, task=value(task), scene=value(scene),
-                              device=device.value, precision=precision.value, max_pixels=max_pixels)
+                              device=device.value, precision=precision.value, max_pixels=max_pixels, view=view)
     except (WeightsNotFoundError, KeyError, ValueError, FileNotFoundError) as err:
         fail(error_text(err))
     info = assessor.describe()
-    typer.echo(describe_model_line(info, info["device"], info["precision"]), err=True)
+    typer.echo(describe_model_line(info, info["device"], info["precision"], f"view {info['view']}"), err=True)
     columns = default_output_columns(assessor)
     summary = RunSummary()
     try:
@@ -110,20 +113,21 @@ def _check_ray_output(output: Optional[Path], overwrite: bool) -> None:
         check_output_folder(output, overwrite=False)
 
 
-def _score_with_ray(files, *, model, backbone, weights, task, scene, device, precision, max_pixels, batch_size,
-                    output, address, workers, progress) -> None:
+def _score_with_ray(files, *, model, backbone, weights, task, scene, device, precision, max_pixels, view,
+                    batch_size, output, address, workers, progress) -> None:
     from ..backbones.weights import WeightsNotFoundError
     from ..inference.ray_engine import RayNotInstalledError, score_with_ray
 
     def echo_model(info: dict) -> None:
-        typer.echo(describe_model_line(info, "engine ray"), err=True)
+        typer.echo(describe_model_line(info, "engine ray", f"view {info['view']}"), err=True)
 
     if output is not None and output.suffix.lower() in RAY_FILE_SUFFIXES and output.exists():
         output.unlink()   # --overwrite was given (checked above); the Ray engine writes a new file
     try:
         summary = score_with_ray(files, model=model, backbone=backbone, weights=weights, task=value(task),
                                  scene=value(scene), device=device.value, precision=precision.value,
-                                 max_pixels=max_pixels, batch_size=batch_size, output=output, address=address,
+                                 max_pixels=max_pixels, view=view, batch_size=batch_size, output=output,
+                                 address=address,
                                  num_cpus=workers, progress=progress, on_model=echo_model)
     except (RayNotInstalledError, WeightsNotFoundError, KeyError, ValueError, FileNotFoundError,
             FileExistsError) as err:

@@ -2,8 +2,10 @@
 
 Endpoints (details, limits and status codes in docs/serving.md):
 
-* ``POST /v1/score`` — multipart upload, repeatable field ``files``, optional ``task`` and ``scene``;
-  answers ``{"results": [{"filename", "score", "scene"}, ...], "model": {...}}`` in upload order.
+* ``POST /v1/score`` — multipart upload, repeatable field ``files``, optional ``task``, ``scene`` and
+  ``view`` (``resize``, ``crops:N[,random]``, ``full``; default the model's); answers
+  ``{"results": [{"filename", "score", "scene", "crop_scores", "boxes"}, ...], "view": ..., "model": {...}}``
+  in upload order (``crop_scores``/``boxes``: each model input's score and region, fractions of the image).
 * ``GET /v1/models`` — the loaded model (backbone, weights, prompts, score range and direction), the
   tasks and scenes a request may ask for, the variants built so far, and the upload limits.
 * ``GET /healthz`` — liveness, and whether a token is needed.
@@ -29,7 +31,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from ..inference import ImageDecodeError
+from ..imaging import ImageDecodeError, ViewError, parse_view
+from ..inference.results import mean_score
 from .uploads import RequestError, ScoreForm, UploadLimits, read_score_form
 from .variants import ModelVariants, Variant, VariantUnavailable
 
@@ -52,6 +55,9 @@ _SCORE_REQUEST_SCHEMA = {
                 "task": {"type": "string", "description": "quality or aesthetics (default: the loaded model's)"},
                 "scene": {"type": "string",
                           "description": "a scene name or 'auto' (default: the loaded model's)"},
+                "view": {"type": "string",
+                         "description": "how an image becomes model input: resize, crops:N[,random][,resize=S]"
+                                        "[,seed=K] or full[,max=PIXELS] (default: the loaded model's)"},
             },
         }}},
     },
@@ -124,17 +130,26 @@ def create_app(source, *, token: str | None = None, max_files: int = 32,
         """Score uploaded images; results come back in upload order."""
         form = await read_score_form(request, limits)
         variant = await _resolve_variant(variants, form)
-        pixels = await _decode_all(variant, form, decode_pool)
         try:
-            results = await variant.batcher.score(pixels)
+            view = parse_view(form.view, default=variant.assessor.view)
+        except ViewError as err:
+            raise RequestError(400, f"form field 'view': {err}") from None
+        inputs = await _decode_all(variant, form, view, decode_pool)
+        try:
+            flat = await variant.batcher.score([vi.pixels[k] for vi in inputs for k in range(len(vi))])
         except Exception as err:  # noqa: BLE001 — the model failed on a batch: say so, keep serving
             raise RequestError(500, f"scoring failed: {type(err).__name__}: {err}") from None
         info = variant.assessor.describe()
-        return {
-            "results": [{"filename": upload.filename, "score": result.score, "scene": result.scene}
-                        for upload, result in zip(form.uploads, results)],
-            "model": {name: info[name] for name in RESPONSE_MODEL_FIELDS},
-        }
+        results, offset = [], 0
+        for upload, vi in zip(form.uploads, inputs):
+            own = flat[offset:offset + len(vi)]
+            offset += len(vi)
+            scenes = [r.scene for r in own if r.scene is not None]
+            results.append({"filename": upload.filename, "score": mean_score([r.score for r in own]),
+                            "scene": max(set(scenes), key=scenes.count) if scenes else None,
+                            "crop_scores": [r.score for r in own], "boxes": [list(b) for b in vi.boxes]})
+        return {"results": results, "view": str(view),
+                "model": {name: info[name] for name in RESPONSE_MODEL_FIELDS}}
 
     _add_page(app)
     if swagger_assets:
@@ -165,13 +180,13 @@ async def _resolve_variant(variants: ModelVariants, form: ScoreForm) -> Variant:
         raise RequestError(err.status, str(err)) from None
 
 
-async def _decode_all(variant: Variant, form: ScoreForm, pool: concurrent.futures.Executor) -> list:
-    """Each upload -> [3,S,S] in the decode pool; any failure fails the request, naming every bad file
-    (413 when one is too large, else 422)."""
+async def _decode_all(variant: Variant, form: ScoreForm, view, pool: concurrent.futures.Executor) -> list:
+    """Each upload -> its view's ViewInput in the decode pool; any failure fails the request, naming every
+    bad file (413 when one is too large, else 422)."""
     loop = asyncio.get_running_loop()
-    preprocess = variant.assessor.preprocess
+    view_input = variant.assessor.view_input
     outcomes = await asyncio.gather(
-        *(loop.run_in_executor(pool, preprocess, upload.data) for upload in form.uploads),
+        *(loop.run_in_executor(pool, view_input, upload.data, view) for upload in form.uploads),
         return_exceptions=True)
     errors, oversize = [], False
     for upload, outcome in zip(form.uploads, outcomes):

@@ -1,11 +1,13 @@
 """Micro-batching: images from concurrent requests share one model forward pass.
 
-Every request puts its preprocessed images ([3,S,S] each) into one queue and awaits one future per
-image. A single worker task per model takes the oldest image, then keeps collecting until it holds
-``max_batch`` images or ``max_wait_ms`` have passed since that first image arrived, stacks them into
-[B,3,S,S], runs ``predict`` in an executor thread (the event loop keeps accepting and decoding uploads
-meanwhile) and resolves each image's future with its own score. Requests thus pay at most
-``max_wait_ms`` of extra latency and, under load, the model runs full batches.
+Every request puts its model inputs ([3,h,w] each: one per image, or a view's crops) into one queue and
+awaits one future per input. A single worker task per model takes the oldest input, then keeps
+collecting until it holds ``max_batch`` inputs or ``max_wait_ms`` have passed since that first one
+arrived, stacks the inputs of each shape into [B,3,h,w] (the ``full`` view sends images of many sizes;
+a pass holds at most ``max_batch`` inputs' worth of ``base_pixels``), runs ``predict`` in an executor
+thread (the event loop keeps accepting and decoding uploads meanwhile) and resolves each input's future
+with its own score. Requests thus pay at most ``max_wait_ms`` of extra latency and, under load, the
+model runs full batches.
 """
 from __future__ import annotations
 
@@ -45,13 +47,14 @@ class MicroBatcher:
     """
 
     def __init__(self, predict: Predict, *, max_batch: int = 32, max_wait_ms: float = 10.0,
-                 executor: concurrent.futures.Executor | None = None):
+                 executor: concurrent.futures.Executor | None = None, base_pixels: int | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         self.predict = predict
         self.max_batch = max_batch
+        self.base_pixels = base_pixels   # pixels of one native-size input (224 x 224); None: no budget
         self.max_wait_s = max_wait_ms / 1000.0
         self._executor = executor
         self._owns_executor = executor is None
@@ -133,6 +136,17 @@ class MicroBatcher:
         return [self._pending.popleft() for _ in range(take)]
 
     async def _forward(self, batch: list[_Pending]) -> None:
+        by_shape: dict[tuple, list[_Pending]] = collections.defaultdict(list)
+        for item in batch:
+            by_shape[tuple(item.pixels.shape)].append(item)
+        for shape, items in by_shape.items():
+            per_pass = len(items)
+            if self.base_pixels:
+                per_pass = max(1, self.max_batch * self.base_pixels // max(shape[-1] * shape[-2], self.base_pixels))
+            for start in range(0, len(items), per_pass):
+                await self._forward_one_shape(items[start:start + per_pass])
+
+    async def _forward_one_shape(self, batch: list[_Pending]) -> None:
         pixels = torch.stack([item.pixels for item in batch])  # [B,3,S,S]
         loop = asyncio.get_running_loop()
         try:

@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
-# Room for multipart boundaries, part headers and the small form fields (task, scene).
+# Room for multipart boundaries, part headers and the small form fields (task, scene, view).
 FRAMING_ALLOWANCE_BYTES = 1 << 20
 # Form fields other than files are short words; a bigger one is a malformed request.
 MAX_FIELD_BYTES = 1024
@@ -59,11 +59,12 @@ class Upload:
 
 @dataclass(frozen=True)
 class ScoreForm:
-    """What a scoring request carries: the files, and optional task/scene (None when not given)."""
+    """What a scoring request carries: the files, and optional task/scene/view (None when not given)."""
 
     uploads: list[Upload]
     task: str | None
     scene: str | None
+    view: str | None = None
 
 
 async def read_score_form(request: Request, limits: UploadLimits) -> ScoreForm:
@@ -97,7 +98,7 @@ async def read_score_form(request: Request, limits: UploadLimits) -> ScoreForm:
         await form.close()
     if not uploads:
         raise RequestError(400, "no images: send one or more files in the multipart field 'files'")
-    return ScoreForm(uploads, _text_field(form, "task"), _text_field(form, "scene"))
+    return ScoreForm(uploads, _text_field(form, "task"), _text_field(form, "scene"), _text_field(form, "view"))
 
 
 async def _bounded(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:

@@ -129,7 +129,9 @@ class ModelVariants:
 
     # internals ------------------------------------------------------------------------------------
     def _wrap(self, assessor) -> Variant:
-        return Variant(assessor, MicroBatcher(assessor.predict, **self._batch_options))
+        size = getattr(assessor, "image_size", None)
+        return Variant(assessor, MicroBatcher(assessor.predict, **self._batch_options,
+                                              base_pixels=size * size if size else None))
 
     async def _build(self, key: VariantKey) -> Variant:
         if len(self._variants) >= self.max_variants:

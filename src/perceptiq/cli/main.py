@@ -23,6 +23,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("evaluate", "evaluate", "evaluate_command"),
     ("splits", "data", "splits_command"),
     ("synthesize", "data", "synthesize_command"),
+    ("fetch-photos", "photos", "fetch_photos_command"),
     ("train", "train", "train_command"),
     ("meta-train", "grmp", "meta_train_command"),
     ("finetune", "grmp", "finetune_command"),

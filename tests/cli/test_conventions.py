@@ -26,7 +26,7 @@ RETIRED_NAMES = {"--out": "--output", "--n-splits": "--splits", "--dataset": "--
 # first ones also with the same help text.
 SAME_HELP = ("--device", "--precision", "--progress", "--overwrite", "--missing", "--workers", "--set")
 SHARED = SAME_HELP + ("--variant", "--recipe", "--model", "--data", "--output", "--splits", "--seed", "--task",
-                      "--scene", "--batch-size", "--backbone", "--weights")
+                      "--scene", "--batch-size", "--backbone", "--weights", "--resume")
 CHOICES = {"--device": ["auto", "cpu", "cuda"], "--precision": ["auto", "fp32", "bf16"],
            "--task": ["quality", "aesthetics"], "--scene": ["natural", "ai-generated", "face", "underwater", "auto"],
            "--missing": ["error", "skip"], "--engine": ["local", "ray"]}

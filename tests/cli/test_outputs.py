@@ -109,3 +109,30 @@ def test_train_refuses_a_used_run_folder_before_loading_anything(tmp_path):
                                  "-o", str(run), "--no-progress"])
     assert result.exit_code == 2 and "not empty; add --overwrite" in result.output
     assert [p.name for p in run.iterdir()] == ["results.md"]
+
+
+def test_train_resume_is_refused_where_it_cannot_continue(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.md").write_text("an earlier run")
+    args = ["train", "--recipe", "gamma-task", "--data", "koniq10k=/nonexistent", "-o", str(run), "--no-progress"]
+    both = runner.invoke(app, [*args, "--resume", "--overwrite"])
+    assert both.exit_code == 2 and "--resume and --overwrite contradict" in both.output
+    foreign = runner.invoke(app, [*args, "--resume"])
+    assert foreign.exit_code == 2 and "holds no resumable run (no run.json" in foreign.output
+    assert [p.name for p in run.iterdir()] == ["results.md"]
+
+
+def test_train_resume_with_other_settings_names_the_keys_before_loading_data(tmp_path):
+    from perceptiq.recipes import load_recipe
+    from perceptiq.training.resume import record_new_run, run_identity
+
+    run = tmp_path / "run"
+    recorded = load_recipe("gamma-task")
+    recorded["train"]["lr"] = 0.5
+    record_new_run(run, run_identity(recorded, {"koniq10k": "/nonexistent"}, missing="error"))
+    result = runner.invoke(app, ["train", "--recipe", "gamma-task", "--data", "koniq10k=/nonexistent", "-o", str(run),
+                                 "--resume", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert "other settings (1 differ: recipe.train.lr: recorded 0.5, now" in result.output
+    assert [p.name for p in run.iterdir()] == ["run.json"]

@@ -117,12 +117,20 @@ def check_output_file(path: Optional[Path], *, suffixes: tuple[str, ...], overwr
     _check_writable_folder(path.parent, what, path)
 
 
-def check_output_folder(path: Path, *, overwrite: bool = False, what: str = "--output") -> None:
-    """Refuse, before any work starts, an output folder that holds something or cannot be written."""
+def check_output_folder(path: Path, *, overwrite: bool = False, what: str = "--output",
+                        resume: Optional[bool] = None) -> None:
+    """Refuse, before any work starts, an output folder that holds something or cannot be written.
+
+    ``resume`` (None for commands without ``--resume``): continuing what the folder holds is the
+    caller's to check; here a non-empty folder is accepted and only contradictory flags are refused.
+    """
     if path.exists() and not path.is_dir():
         fail(f"{what} {path} is a file; give a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        fail(f"{what} {path} exists and is not empty; add --overwrite to write into it")
+    if resume and overwrite:
+        fail("--resume and --overwrite contradict each other: choose one")
+    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        fail(f"{what} {path} exists and is not empty; add --overwrite to write into it"
+             + (" or --resume to continue it" if resume is not None else ""))
     _check_writable_folder(path, what, path)
 
 
@@ -147,6 +155,11 @@ def output_option(help: str, default=None, **extra):
 
 def overwrite_option():
     return typer.Option(False, "--overwrite/--no-overwrite", help="Replace an existing --output.")
+
+
+def resume_option(help: str):
+    """``--resume/--no-resume``: continue what an existing ``--output`` holds instead of refusing it."""
+    return typer.Option(False, "--resume/--no-resume", help=help)
 
 
 def progress_option():

@@ -14,7 +14,7 @@ import typer
 
 from .common import (Device, Missing, data_option, device_option, fail, missing_option, overwrite_option, parse_data,
                      progress_option, recipe_option, set_option, splits_option, variant_option)
-from .train import configure_logging, load_recipe_with, prepare_run_folder, run_output_option
+from .train import configure_logging, load_recipe_with, prepare_run_folder, run_output_option, run_resume_option
 
 
 def meta_train_command(
@@ -25,13 +25,14 @@ def meta_train_command(
     variant: Optional[str] = variant_option("encoders | text-only | visual-only | erm (GRMP Table 4/5 rows)."),
     output: Optional[Path] = run_output_option("runs/grmp-meta[-VARIANT]"),
     overwrite: bool = overwrite_option(),
+    resume: bool = run_resume_option(),
     device: Device = device_option(),
     missing: Missing = missing_option(),
     progress: bool = progress_option(),
 ) -> None:
     """Meta-train GRMP-IQA's prompts on distortion tasks; writes a checkpoint for fine-tuning and scoring."""
     loaded = load_recipe_with(recipe, variant, set_)
-    out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite)
+    out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite, resume=resume)
     roots = parse_data(data)
     configure_logging()
     from ..inference.precision import resolve_device
@@ -39,7 +40,7 @@ def meta_train_command(
 
     try:
         result = run_meta_recipe(loaded, roots, out, device=resolve_device(device.value), progress=progress,
-                                 missing=missing.value)
+                                 missing=missing.value, resume=resume)
     except (ValueError, FileNotFoundError, TypeError) as err:
         fail(str(err))
     last = result.epochs[-1]
@@ -63,6 +64,7 @@ def finetune_command(
     variant: Optional[str] = variant_option(),
     output: Optional[Path] = run_output_option(),
     overwrite: bool = overwrite_option(),
+    resume: bool = run_resume_option(),
     device: Device = device_option(),
     max_runs: Optional[int] = typer.Option(None, "--max-runs", metavar="N", min=1,
                                            help="Run only the first N train/test units (e.g. one split)."),
@@ -74,7 +76,7 @@ def finetune_command(
     """Fine-tune (few-shot or fully supervised) with QGR as a recipe says; results table, checkpoints, plots."""
     overrides = finetune_overrides(shots=shots, splits=splits, lam=lam, init=init) + list(set_)
     loaded = load_recipe_with(recipe, variant, overrides)
-    out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite)
+    out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite, resume=resume)
     roots = parse_data(data)
     configure_logging()
     from ..inference.precision import resolve_device
@@ -82,7 +84,7 @@ def finetune_command(
 
     try:
         result = run_experiment(loaded, roots, out, device=resolve_device(device.value), progress=progress,
-                                max_runs=max_runs, missing=missing.value)
+                                max_runs=max_runs, missing=missing.value, resume=resume)
     except (ValueError, FileNotFoundError, TypeError) as err:
         fail(str(err))
     typer.echo(result.result.to_markdown())

@@ -9,8 +9,8 @@ from typing import List, Optional
 import typer
 
 from .common import (Device, Missing, check_output_folder, data_option, device_option, fail, missing_option,
-                     output_option, overwrite_option, parse_data, progress_option, recipe_option, set_option,
-                     variant_option)
+                     output_option, overwrite_option, parse_data, progress_option, recipe_option, resume_option,
+                     set_option, variant_option)
 
 
 def default_run_dir(recipe_name: str) -> Path:
@@ -20,6 +20,13 @@ def default_run_dir(recipe_name: str) -> Path:
 
 def run_output_option(default_text: str = "runs/<recipe>[-VARIANT]"):
     return output_option(f"Run folder: checkpoints, logs, splits and results (default {default_text}).")
+
+
+def run_resume_option():
+    """``--resume`` of the recipe-running commands (train, finetune, meta-train); docs/training.md."""
+    return resume_option("Continue the run in --output after it was stopped: finished units are read back, "
+                         "the unit in progress continues from its last completed epoch. Refused when the "
+                         "recipe, --set values or --data differ from the recorded run's.")
 
 
 def configure_logging() -> None:
@@ -42,11 +49,19 @@ def load_recipe_with(recipe: str, variant: Optional[str], overrides: List[str]) 
     return loaded
 
 
-def prepare_run_folder(output: Optional[Path], recipe: dict, recipe_name: str, *, overwrite: bool) -> Path:
-    """The run folder (default runs/<recipe>), refused before any work when it holds an earlier run."""
+def prepare_run_folder(output: Optional[Path], recipe: dict, recipe_name: str, *, overwrite: bool,
+                       resume: bool = False) -> Path:
+    """The run folder (default runs/<recipe>), refused before any work when it holds an earlier run
+    (unless ``--overwrite``), or, with ``--resume``, when it holds something that is not a run."""
     out = output or default_run_dir(recipe.get("name", recipe_name))
     if os.environ.get("RANK", "0") == "0":   # under torchrun rank 0 writes; the others would see its files
-        check_output_folder(out, overwrite=overwrite)
+        check_output_folder(out, overwrite=overwrite, resume=resume)
+        if resume and out.is_dir() and any(out.iterdir()) and not (out / "run.json").is_file():
+            fail(f"--resume: {out} holds no resumable run (no run.json; written by an older perceptiq, or not a "
+                 "run folder); add --overwrite instead to start afresh there")
+    if resume and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        fail("--resume is not supported under torchrun (each process's RNG state would have to be saved); "
+             "rerun without --resume")
     return out
 
 
@@ -57,6 +72,7 @@ def train_command(
     variant: Optional[str] = variant_option(),
     output: Optional[Path] = run_output_option(),
     overwrite: bool = overwrite_option(),
+    resume: bool = run_resume_option(),
     device: Device = device_option(),
     max_runs: Optional[int] = typer.Option(None, "--max-runs", metavar="N", min=1,
                                            help="Run only the first N train/test units (e.g. one split)."),
@@ -71,7 +87,7 @@ def train_command(
         check_required_weights(loaded)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
-    out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite)
+    out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite, resume=resume)
     roots = parse_data(data)
     configure_logging()
     from ..inference.precision import resolve_device
@@ -79,7 +95,7 @@ def train_command(
 
     try:
         result = run_experiment(loaded, roots, out, device=resolve_device(device.value), progress=progress,
-                                max_runs=max_runs, missing=missing.value)
+                                max_runs=max_runs, missing=missing.value, resume=resume)
     except (ValueError, FileNotFoundError, TypeError) as err:
         fail(str(err))
     if not is_main_process():  # torchrun: rank 0 reports

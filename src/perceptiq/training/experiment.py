@@ -11,11 +11,14 @@ Protocols (``protocol.kind``):
 * ``zero-shot`` — no training, test on whole datasets (GRMP Table 4, Gamma Table 13).
 
 The reported figure is always the final epoch's, never the best epoch picked on the test part.
+
+A run survives being stopped (``resume=True``; ``perceptiq.training.resume``): a unit whose results are
+recorded (``<unit>/unit.json``) is read back instead of trained again, and the unit in progress continues
+from its last completed epoch.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +31,14 @@ import torch
 from ..data import LabeledDataset, load_dataset
 from ..data.splits import K_SHOT, SUBSET_FRACTION, Split, default_split_mode, make_repeated_splits, save_splits, whole_dataset_split
 from ..evaluation.protocols import score_split
-from ..evaluation.report import ProtocolResult
+from ..evaluation.report import ProtocolResult, SplitScore
 from ..models import build_model, save_checkpoint
 from ..models.checkpoints import load_checkpoint
 from .config import TrainConfig
 from .data import TrainItem
 from .distributed import init_from_env
+from .resume import (STATE_DIR, atomic_write_json, check_recorded_run, clear_loop_state, read_unit_result,
+                     record_new_run, run_identity, write_unit_result)
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -255,31 +260,57 @@ def forced_expert_rows(recipe: dict, module, trainer: Trainer, unit: RunUnit,
     return rows
 
 
+def rows_to_json(rows: Sequence[SplitScore]) -> list[dict]:
+    return [dataclasses.asdict(row) for row in rows]
+
+
+def rows_from_json(records: Sequence[Mapping]) -> list[SplitScore]:
+    return [SplitScore(**{**record, "notes": tuple(record.get("notes") or ())}) for record in records]
+
+
 def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str | Path, *,
                    device: str | torch.device = "cpu", progress: bool = False, max_runs: int | None = None,
                    missing: str = "error", trainer_kwargs: dict | None = None,
-                   datasets: Mapping[str, LabeledDataset] | None = None) -> ExperimentResult:
+                   datasets: Mapping[str, LabeledDataset] | None = None, resume: bool = False) -> ExperimentResult:
     """Run every unit of a recipe's protocol; write checkpoints, logs, splits and the result table.
 
-    Under torchrun every process runs this; rank 0 alone writes files (docs/scale-out.md).
+    ``resume``: continue the run recorded in ``out_dir`` (its recipe, roots and ``missing`` must equal
+    these, else ``ResumeMismatchError`` names the keys that differ): finished units are read back, the
+    unit in progress continues from its last completed epoch. Under torchrun every process runs this;
+    rank 0 alone writes files (docs/scale-out.md); resuming under torchrun is refused.
     """
     distributed = init_from_env(device)  # None unless started by torchrun
     if distributed is not None:
+        if resume:
+            raise ValueError("resuming a torchrun run is not supported: each process's RNG state would have "
+                             "to be saved; rerun it without --resume")
         device = distributed.device
         trainer_kwargs = {"distributed": distributed, **(trainer_kwargs or {})}
     is_main = distributed is None or distributed.is_main
     check_required_weights(recipe)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(recipe, roots if datasets is None else {n: ds.root for n, ds in datasets.items()},
+                            missing=missing)
+    run_id = check_recorded_run(out_dir, identity) if resume else None   # refused before any work
     # ``datasets``: already loaded (e.g. generic CSVs under their own names) instead of ``roots``
     datasets = dict(datasets) if datasets is not None else load_datasets(datasets_needed(recipe), roots, missing=missing)
     units = plan_runs(recipe, datasets)[:max_runs]
+    if run_id is None:
+        run_id = record_new_run(out_dir, identity, write=is_main)
     if is_main:
         save_splits(out_dir / "splits.json", [split for u in units for split, _ in u.test.values()])
-        (out_dir / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+        atomic_write_json(out_dir / "recipe.json", recipe)
     rows, run_dirs = [], []
     for unit in units:
         run_dir = out_dir / unit.label
+        done = read_unit_result(run_dir, run_id=run_id) if resume else None
+        if done is not None:   # finished before the run was stopped: its rows, not a second training
+            rows += rows_from_json(done["rows"])
+            run_dirs.append(run_dir)
+            log.info("%s finished earlier; results read back from %s", unit.label, run_dir)
+            continue
+        unit_rows = []
         bundle = build_run_model(recipe, device, unit)
         module = bundle.module
         if distributed is not None:
@@ -289,9 +320,10 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
         if unit.train:
             config = TrainConfig.from_dict({**(recipe.get("train") or {}), **unit.train_overrides,
                                             "seed": (recipe.get("train") or {}).get("seed", 0) + unit.seed})
-            trainer = Trainer(config, device=device, out_dir=run_dir, progress=progress, **(trainer_kwargs or {}))
+            trainer = Trainer(config, device=device, out_dir=run_dir, progress=progress, run_id=run_id,
+                              **(trainer_kwargs or {}))
             train_items = [it for name, samples in unit.train.items() for it in to_items(samples, datasets[name], module)]
-            result = trainer.fit(module, train_items, test_items)
+            result = trainer.fit(module, train_items, test_items, resume=resume)
             predictions = result.final_predictions
             if is_main:
                 save_checkpoint(run_dir / "model.safetensors", module.trainable_state_dict(), {
@@ -305,10 +337,13 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
             _, eval_tf = trainer.transforms(module)
             predictions = {name: trainer.predict(module, items, eval_tf) for name, items in test_items.items()}
         for name, (split, samples) in unit.test.items():
-            rows.append(score_split(split, samples, predictions[name], n_train=n_train))
-        rows += forced_expert_rows(recipe, module, trainer, unit, test_items, n_train)
+            unit_rows.append(score_split(split, samples, predictions[name], n_train=n_train))
+        unit_rows += forced_expert_rows(recipe, module, trainer, unit, test_items, n_train)
+        rows += unit_rows
         run_dirs.append(run_dir)
-        if is_main:
+        if is_main:   # after the checkpoint: a recorded unit is a finished one
+            write_unit_result(run_dir, {"label": unit.label, "rows": rows_to_json(unit_rows)}, run_id=run_id)
+            clear_loop_state(run_dir / STATE_DIR)
             log.info("finished %s", unit.label)
     result = ProtocolResult(rows=tuple(rows))
     if is_main:

@@ -22,6 +22,10 @@ Only the model's ``requires_grad`` parameters are meta-learned (``GRMPModel.set_
 or ``"encoders"`` for Table 4 row 2). Per-epoch support/query losses go to ``epochs.jsonl``, per-step ones
 to ``steps.jsonl``, and the result is a checkpoint (``model.safetensors`` + ``model.json``) that
 ``perceptiq score --model`` loads and fine-tuning recipes take as ``model.init``.
+
+The loop writes its state at every epoch's end (``state/``: parameters, Adam, the epoch planner's and
+the global RNG states; ``perceptiq.training.resume``), so ``resume=True`` continues a stopped run from
+its last completed epoch with the same result as an uninterrupted one (docs/training.md).
 """
 from __future__ import annotations
 
@@ -47,6 +51,9 @@ from .config import TrainConfig
 from .data import Batch, LabeledImageDataset, TrainItem, make_collate
 from .meta import MetaConfig, meta_step, model_loss_fn
 from .objectives import get_loss
+from .resume import (STATE_DIR, atomic_write_json, atomic_write_lines, check_recorded_run, clear_loop_state,
+                     load_loop_state, read_unit_result, record_new_run, run_identity, save_loop_state,
+                     write_unit_result)
 from .trainer import Trainer
 from .transforms import ImageTransform
 
@@ -247,12 +254,15 @@ def _task_tensors(batch: Batch, index: _ItemIndex, plan: list[TaskBatch], device
 def meta_train(model: torch.nn.Module, tasks: Sequence[DistortionTask], config: MetaTrainingConfig, *,
                device: str | torch.device = "cpu", out_dir: str | Path | None = None,
                eval_sets: Mapping[str, Sequence[TrainItem]] | None = None,
-               progress: bool = False) -> MetaTrainingResult:
+               progress: bool = False, resume: bool = False, run_id: str | None = None,
+               on_epoch=None) -> MetaTrainingResult:
     """Meta-train (or ERM-train) ``model``'s ``requires_grad`` parameters on ``tasks``.
 
     model: a module whose ``forward(pixels [B,3,S,S])`` returns a ``ScoreOutput`` (scores [B] in [0, 1]
         for the BCE of Eq. 3) and that exposes ``.backbone`` (for the image normalisation).
     eval_sets: optional {name: items} scored (SRCC/PLCC) every ``eval_every`` epochs and at the end.
+    out_dir: logs and the state written at every epoch's end (``out_dir/state``); ``resume=True`` continues
+        from that state when it belongs to run ``run_id``. on_epoch: called with each epoch's record.
     """
     from .distributed import init_from_env
 
@@ -260,13 +270,15 @@ def meta_train(model: torch.nn.Module, tasks: Sequence[DistortionTask], config: 
     if distributed is not None:
         if config.method != "meta":
             raise ValueError("the ERM ablation of meta-training runs in one process; drop torchrun for it")
+        if resume:
+            raise ValueError("resuming a torchrun run is not supported: each process's RNG state would have "
+                             "to be saved; rerun it without --resume")
         device = distributed.device
     is_main = distributed is None or distributed.is_main
     device = torch.device(device)
     out = Path(out_dir) if out_dir is not None and is_main else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "epochs.jsonl").unlink(missing_ok=True)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     model.to(device)
@@ -287,7 +299,18 @@ def meta_train(model: torch.nn.Module, tasks: Sequence[DistortionTask], config: 
     dataset = LabeledImageDataset(index.items, transform)
     epochs: list[MetaEpochRecord] = []
     steps: list[dict] = []
-    for epoch in range(config.epochs):
+    generators = {"plan": rng}
+    saved = load_loop_state(out / STATE_DIR, run_id=run_id) if resume and out is not None else None
+    if saved is not None:
+        saved.restore(params, optimizer, generators)
+        epochs = [MetaEpochRecord(**record) for record in saved.progress["epochs"]]
+        steps = saved.progress["steps"]
+        atomic_write_lines(out / "epochs.jsonl", [dataclasses.asdict(r) for r in epochs])  # drop later lines
+        log.info("resuming meta-training after epoch %d of %d", saved.epoch, config.epochs)
+    elif out is not None:   # a fresh run: nothing of an earlier run's state or log may remain
+        clear_loop_state(out / STATE_DIR)
+        (out / "epochs.jsonl").unlink(missing_ok=True)
+    for epoch in range(saved.epoch if saved is not None else 0, config.epochs):
         lr = config.lr_at(epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -331,6 +354,12 @@ def meta_train(model: torch.nn.Module, tasks: Sequence[DistortionTask], config: 
             record.metrics, _ = evaluator.evaluate(model, dict(eval_sets), eval_transform)
         epochs.append(record)
         _log_epoch(record, out)
+        if out is not None:
+            save_loop_state(out / STATE_DIR, epoch=epoch + 1, parameters=params, optimizer=optimizer,
+                            generators=generators, run_id=run_id,
+                            progress={"epochs": [dataclasses.asdict(r) for r in epochs], "steps": steps})
+        if on_epoch is not None:
+            on_epoch(record)
     model.eval()
     if out is not None:
         with open(out / "steps.jsonl", "w") as handle:
@@ -375,10 +404,14 @@ def _log_epoch(record: MetaEpochRecord, out: Path | None) -> None:
 # -- recipes -----------------------------------------------------------------------------------------------
 def run_meta_recipe(recipe: dict, roots: Mapping[str, str | Path], out_dir: str | Path, *,
                     device: str | torch.device = "cpu", progress: bool = False,
-                    missing: str = "error") -> MetaTrainingResult:
+                    missing: str = "error", resume: bool = False) -> MetaTrainingResult:
     """Run a ``protocol.kind: meta`` recipe: build the model (``model`` section, incl. ``init`` and
     ``trainable``), the tasks of ``protocol.datasets``, meta-train with the ``meta`` section, evaluate on
-    ``protocol.eval_datasets`` (whole datasets, zero-shot) and save ``out_dir/model.safetensors``."""
+    ``protocol.eval_datasets`` (whole datasets, zero-shot) and save ``out_dir/model.safetensors``.
+
+    ``resume``: continue the run recorded in ``out_dir`` (same recipe, roots and ``missing``, else
+    ``ResumeMismatchError``): from its last completed epoch, or, when it had finished, its result read
+    back."""
     from .experiment import build_run_model, load_datasets, to_items
 
     protocol = recipe.get("protocol") or {}
@@ -386,6 +419,8 @@ def run_meta_recipe(recipe: dict, roots: Mapping[str, str | Path], out_dir: str 
         raise ValueError(f"recipe {recipe.get('name')}: protocol.kind is {protocol.get('kind')!r}, "
                          "meta pre-training needs 'meta' (use `perceptiq train` for the others)")
     config = MetaTrainingConfig.from_dict(recipe.get("meta"))
+    identity = run_identity(recipe, roots, missing=missing)
+    run_id = check_recorded_run(out_dir, identity) if resume else None   # refused before any work
     names = list(protocol.get("datasets") or [])
     eval_names = list(protocol.get("eval_datasets") or [])
     if not names:
@@ -398,7 +433,16 @@ def run_meta_recipe(recipe: dict, roots: Mapping[str, str | Path], out_dir: str 
     is_main = is_main_process()  # under torchrun only rank 0 writes files
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "recipe.json").write_text(json.dumps(recipe, indent=2, default=str))
+    if run_id is None:
+        run_id = record_new_run(out, identity, write=is_main)
+    done = read_unit_result(out, run_id=run_id) if resume else None
+    if done is not None:
+        log.info("meta pre-training in %s finished earlier; result read back", out)
+        steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines() if line.strip()]
+        return MetaTrainingResult([MetaEpochRecord(**e) for e in done["epochs"]], steps, list(tasks),
+                                  checkpoint=out / "model.safetensors")
+    if is_main:
+        atomic_write_json(out / "recipe.json", recipe)
         (out / "tasks.json").write_text(json.dumps(
             [{"name": t.name, "support": [i.path for i in t.support], "query": [i.path for i in t.query]}
              for t in tasks], indent=1))
@@ -407,7 +451,7 @@ def run_meta_recipe(recipe: dict, roots: Mapping[str, str | Path], out_dir: str 
     eval_sets = {n: to_items(datasets[n].samples, datasets[n], module) for n in eval_names}
     log.info("meta pre-training (%s) on %d tasks of %s", config.method, len(tasks), ", ".join(names))
     result = meta_train(module, tasks, config, device=device, out_dir=out, eval_sets=eval_sets,
-                        progress=progress)
+                        progress=progress, resume=resume, run_id=run_id)
     state = module.trainable_state_dict()
     last = result.epochs[-1]
     if not is_main:
@@ -417,4 +461,6 @@ def run_meta_recipe(recipe: dict, roots: Mapping[str, str | Path], out_dir: str 
         "meta": config.to_dict(), "final_support_loss": last.support_loss, "final_query_loss": last.query_loss,
         "final_metrics": last.metrics, "tasks": [t.name for t in tasks],
     })
+    write_unit_result(out, {"epochs": [dataclasses.asdict(e) for e in result.epochs]}, run_id=run_id)
+    clear_loop_state(out / STATE_DIR)
     return result

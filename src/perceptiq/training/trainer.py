@@ -1,8 +1,13 @@
 """One trainer for every recipe: epochs of (batch -> model -> objective -> [QGR] -> optimizer), metrics
 on the test parts per epoch, a checkpoint at the end. Methods differ only in configuration.
+
+With an ``out_dir`` the trainer also writes its state at every epoch's end (``out_dir/state``, see
+``perceptiq.training.resume``), so ``fit(..., resume=True)`` continues a killed run from its last
+completed epoch and ends with what an uninterrupted run ends with.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -20,6 +25,7 @@ from ..backbones.precision import autocast_context, resolve_precision
 from .config import TrainConfig
 from .data import Batch, TrainItem, make_loader
 from .objectives import GROUPED_LOSSES, get_loss
+from .resume import STATE_DIR, atomic_write_lines, clear_loop_state, load_loop_state, save_loop_state
 from .transforms import ImageTransform
 
 log = logging.getLogger(__name__)
@@ -77,13 +83,18 @@ class Trainer:
     ``local_batch_size`` sets the per-process batch), sums the epoch's loss and counts over processes,
     keeps a process with an empty batch in step with the others, and shards evaluation
     (docs/scale-out.md).
+
+    ``out_dir``: logs (``epochs.jsonl``, ``steps.jsonl``) and the resume state (``state/``, written at
+    every epoch's end by the main process). ``run_id`` ties that state to one run
+    (``perceptiq.training.resume.record_new_run``); ``fit(resume=True)`` only takes a state of the same run.
     """
 
     def __init__(self, config: TrainConfig, *, device: torch.device | str = "cpu",
                  out_dir: str | Path | None = None, progress: bool = False,
                  reduce_gradients: Callable | None = None, is_main_process: bool = True,
-                 sampler_factory: Callable | None = None, distributed=None):
+                 sampler_factory: Callable | None = None, distributed=None, run_id: str | None = None):
         self.config = config
+        self.run_id = run_id
         self.device = torch.device(device)
         self.precision = resolve_precision(config.precision, self.device)
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -149,13 +160,24 @@ class Trainer:
     def fit(self, model: nn.Module, train_items: Sequence[TrainItem],
             eval_sets: dict[str, Sequence[TrainItem]] | None = None,
             on_epoch: Callable[[EpochRecord], None] | None = None,
-            train_loader=None) -> TrainResult:
-        """Train for ``config.epochs`` epochs.
+            train_loader=None, *, resume: bool = False) -> TrainResult:
+        """Train for ``config.epochs`` epochs; ``resume=True`` first loads the state an earlier,
+        stopped ``fit`` of the same run left in ``out_dir/state`` (none: start at epoch 1).
 
         train_loader: instead of decoding ``train_items``, take each epoch's batches from this iterable
         of :class:`Batch` (its ``set_epoch(epoch)`` is called first when it has one), e.g. the built-in
-        model's crop bank (``training.builtin.bank_batches``); ``train_items`` may then be empty.
+        model's crop bank (``training.builtin.bank_batches``); ``train_items`` may then be empty. A resumed
+        fit restores its ``generator`` when it has a ``torch.Generator`` one.
+
+        The state holds the trained parameters, the optimizer's, the sampler generator's and the
+        Python/NumPy/torch RNG states after the last completed epoch, and the records so far; the
+        learning-rate schedule is a function of the epoch. In fp32 on the same machine a resumed fit
+        performs the same operations in the same order as an uninterrupted one, so it ends with the same
+        parameters and metrics, bit for bit (tests/training/test_resume.py).
         """
+        if resume and self.distributed is not None:
+            raise ValueError("resuming a torchrun run is not supported: each process's RNG state would have "
+                             "to be saved; rerun it without --resume")
         config = self.config
         eval_sets = eval_sets or {}
         torch.manual_seed(config.seed)
@@ -182,7 +204,23 @@ class Trainer:
         failures: dict[str, str] = {}
         final_metrics: dict[str, dict[str, float]] = {}
         final_predictions: dict[str, np.ndarray] = {}
-        for epoch in range(config.epochs):
+        named = {name: p for name, p in model.named_parameters() if p.requires_grad}  # the order of ``params``
+        generator = getattr(loader, "generator", None)   # the shuffle / balanced draws (make_loader's)
+        generators = {"loader": generator} if isinstance(generator, torch.Generator) else {}
+        state_dir = self.out_dir / STATE_DIR if self.out_dir is not None and self.is_main else None
+        saved = load_loop_state(state_dir, run_id=self.run_id) if resume and state_dir is not None else None
+        if saved is not None:
+            saved.restore(named, optimizer, generators)
+            epochs = [EpochRecord(**record) for record in saved.progress["epochs"]]
+            steps, failures = saved.progress["steps"], saved.progress["failures"]
+            final_metrics = saved.progress["final_metrics"]
+            final_predictions = {k: v.numpy() for k, v in saved.extra_tensors().items()}
+            atomic_write_lines(self.out_dir / "epochs.jsonl", [r.__dict__ for r in epochs])  # drop later lines
+            log.info("resuming after epoch %d of %d from %s", saved.epoch, config.epochs, state_dir)
+        elif state_dir is not None:   # a fresh fit: nothing of an earlier run's state or log may remain
+            clear_loop_state(state_dir)
+            (self.out_dir / "epochs.jsonl").unlink(missing_ok=True)
+        for epoch in range(saved.epoch if saved is not None else 0, config.epochs):
             if sampler is not None and hasattr(sampler, "set_epoch"):
                 sampler.set_epoch(epoch)
             lr = config.lr_at(epoch)
@@ -222,6 +260,12 @@ class Trainer:
                     final_metrics, final_predictions = record.metrics, predictions
             epochs.append(record)
             self._log_epoch(record)
+            if state_dir is not None:
+                save_loop_state(state_dir, epoch=epoch + 1, parameters=named, optimizer=optimizer,
+                                generators=generators, run_id=self.run_id,
+                                progress={"epochs": [dataclasses.asdict(r) for r in epochs], "steps": steps,
+                                          "failures": failures, "final_metrics": final_metrics},
+                                extra={k: torch.from_numpy(v) for k, v in final_predictions.items()})
             if on_epoch is not None:
                 on_epoch(record)
         if config.grad_checkpointing:

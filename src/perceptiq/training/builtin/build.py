@@ -37,6 +37,7 @@ from ...recipes import load_recipe
 from ..config import TrainConfig
 from ..data import TrainItem
 from .dct_init import init_patch_embedding_dct
+from ..resume import STATE_DIR, clear_loop_state
 from ..trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -229,6 +230,7 @@ def build_builtin_model(out_dir: str | Path, *, recipe: str | Path | dict = BUIL
         log.info("stage %d (%s): %d trainable tensors, %s", number, stage["name"], len(names), config.to_dict())
         trainer = Trainer(config, out_dir=stage_dir, progress=progress)
         result = trainer.fit(model, train_items, {EVAL_SET: heldout_items})
+        clear_loop_state(stage_dir / STATE_DIR)   # the build has no --resume: its per-epoch state is not kept
         stage_metrics.append({"stage": stage["name"], "trainable": stage["trainable"],
                               "epochs": config.epochs, "seconds": round(sum(e.seconds for e in result.epochs), 1),
                               "final_train_loss": result.final_loss,

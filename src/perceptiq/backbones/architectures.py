@@ -11,6 +11,8 @@ from importlib import resources
 
 DEFAULT_ARCH = "ViT-B-16"
 TINY_ARCH = "test-tiny"
+# data files in configs/ that are not open_clip architectures
+NOT_ARCHITECTURES = frozenset({"known_weights.json", "stems.json"})
 
 
 @lru_cache(maxsize=1)
@@ -20,7 +22,7 @@ def register_perceptiq_configs() -> None:
 
     with resources.as_file(resources.files("perceptiq.backbones").joinpath("configs")) as folder:
         for path in sorted(folder.glob("*.json")):
-            if path.name != "known_weights.json":
+            if path.name not in NOT_ARCHITECTURES:
                 open_clip.add_model_config(path)
 
 

@@ -15,6 +15,7 @@ from torch import nn
 
 from .autocast_policy import install_autocast_policy
 from .native_resolution import enable_any_input_size
+from .stems import install_conv_stem
 from .architectures import DEFAULT_ARCH, architecture_config, register_perceptiq_configs
 from .weights import WeightSource, parse_weight_source, read_state_dict, resolve_tag, verify_known_file
 
@@ -169,6 +170,10 @@ def create_backbone(
     with torch.random.fork_rng(devices=[]), _quiet_open_clip():
         torch.manual_seed(seed)
         model = open_clip.create_model(arch, pretrained=None, force_quick_gelu=quick_gelu, device="cpu")
+        # hybrid architectures (configs/stems.json) get their convolutional stem before weights load
+        install_conv_stem(model, arch,
+                          mean=tuple(getattr(model.visual, "image_mean", None) or OPENAI_CLIP_MEAN),
+                          std=tuple(getattr(model.visual, "image_std", None) or OPENAI_CLIP_STD))
     if state is not None:
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)

@@ -156,7 +156,12 @@ def backbone_tower_macs(backbone, extra_tokens: int = 0) -> int:
     visual = backbone.clip.visual
     kernel = visual.conv1.kernel_size
     first_block = visual.transformer.resblocks[0]
-    return vit_image_tower_macs(
+    size, patch, width = backbone.info.image_size, int(kernel[0] if isinstance(kernel, (tuple, list)) else kernel), \
+        int(visual.transformer.width)
+    # a convolutional stem (backbones/stems.py) replaces the linear patch embedding: count its convolutions
+    stem = (visual.conv1.macs(size, size) - (size // patch) ** 2 * 3 * patch * patch * width
+            if hasattr(visual.conv1, "macs") else 0)
+    return stem + vit_image_tower_macs(
         image_size=backbone.info.image_size,
         patch_size=int(kernel[0] if isinstance(kernel, (tuple, list)) else kernel),
         width=int(visual.transformer.width),

@@ -230,9 +230,12 @@ def test_info_text_puts_table_10_beside_our_counts():
 
 @pytest.mark.parametrize("name", [spec.name for spec in list_models()])
 def test_info_works_for_every_registered_model(name):
+    from perceptiq.models import get_model_spec
+
     options = {"n_layers": 2} if name == "gamma" else {}   # test-tiny has 4 blocks, Gamma's default is 6
     # the built-in model ships its own small backbone and weights; every other model runs on test-tiny
-    backbone, weights = (None, None) if name == "perceptiq-tiny" else ("test-tiny", "random")
+    shipped = get_model_spec(name).default_weights == "shipped"
+    backbone, weights = (None, None) if shipped else ("test-tiny", "random")
     report = info_report(name, backbone=backbone, weights=weights, options=options)
     assert report["parameters"]["total"] > 0
     assert report["macs"]["image_tower"] > 0 and report["macs"]["text_tower_per_prompt"] > 0

@@ -19,7 +19,8 @@ from perceptiq.models.builtin import (
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "images"
-MAX_SHIPPED_BYTES = 10 * 1000 * 1000
+MAX_SHIPPED_BYTES = 25 * 1000 * 1000   # issue 11: at most 25 MB in the package
+HELD_OUT = Path(__file__).resolve().parents[1] / "fixtures" / "heldout_photos"
 
 
 @pytest.fixture()
@@ -73,12 +74,50 @@ def test_shipped_file_is_small_and_matches_its_recorded_sha256(shipped_model):
     assert set(builtin_tensors()) == set(shipped_model.state_dict())
 
 
-def test_pristine_example_ranks_above_its_distorted_copies(shipped_model, example_pixels):
-    names, pixels = example_pixels
-    with torch.no_grad():
-        scores = dict(zip(names, shipped_model(pixels).scores.tolist()))
-    beaten = [name for name in names[1:] if scores["coffee"] > scores[name]]
-    assert len(beaten) >= 2, scores
+def test_pristine_example_ranks_above_its_distorted_copies():
+    """README's first command: coffee.jpg above its blurred, noisy and JPEG q5 copies (default view)."""
+    names = ["coffee", "coffee_blur", "coffee_noise", "coffee_jpeg_q5"]
+    model = perceptiq.load_model("perceptiq-tiny", device="cpu", precision="fp32")
+    scores = dict(zip(names, model.score([str(EXAMPLES / f"{n}.jpg") for n in names]).scores.tolist()))
+    assert all(scores["coffee"] > scores[n] for n in names[1:]), scores
+
+
+def _distorted_copies(photo: Path, folder: Path) -> list[Path]:
+    """Gaussian blur sigma 3, white noise sigma 30 (of 255), JPEG quality 5 — the copies issue 11 names."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    image = Image.open(photo).convert("RGB")
+    rng = np.random.default_rng(0)
+    noisy = np.clip(np.asarray(image, dtype=np.float64) + rng.normal(0, 30, (image.height, image.width, 3)), 0, 255)
+    copies = {"blur": image.filter(ImageFilter.GaussianBlur(3)), "noise": Image.fromarray(noisy.astype(np.uint8))}
+    paths = []
+    for name, picture in copies.items():
+        paths.append(folder / f"{photo.stem}_{name}.png")
+        picture.save(paths[-1])
+    paths.append(folder / f"{photo.stem}_jpeg5.jpg")
+    image.save(paths[-1], quality=5)
+    return paths
+
+
+def test_held_out_photographs_rank_above_their_blurred_and_noisy_copies(tmp_path):
+    """Photographs from another source than the training ones (Unsplash, tests/fixtures/heldout_photos):
+    each pristine photo must score strictly above its blurred and its noisy copy.
+
+    The JPEG quality-5 copy is made and scored too but not asserted: the shipped model ranks it above
+    the original for 2 of these 6 photographs (alfred-schrock, seondol-son), the open part of issue 11
+    (docs/builtin-model.md, "Held-out results"). The assertion covers what the model does, not less.
+    """
+    photos = sorted(HELD_OUT.glob("*.png"))
+    assert len(photos) >= 5, f"held-out fixtures missing in {HELD_OUT}"
+    model = perceptiq.load_model("perceptiq-tiny", device="cpu", precision="fp32")
+    losses = []
+    for photo in photos:
+        copies = _distorted_copies(photo, tmp_path)
+        scores = model.score([str(photo)] + [str(p) for p in copies]).scores
+        losses += [f"{c.name}: {s:.4f} >= {scores[0]:.4f}" for c, s in zip(copies[:2], scores[1:3])
+                   if not s < scores[0]]
+    assert not losses, losses
 
 
 def test_shipped_checkpoint_path_gives_the_same_model_as_the_name(shipped_model, example_pixels):
@@ -119,7 +158,7 @@ def test_reproduction_recipe_runs_end_to_end(tmp_path):
     from perceptiq.recipes import load_recipe
     from perceptiq.training.builtin import build_builtin_model
 
-    recipe = load_recipe("perceptiq-tiny")
+    recipe = load_recipe("perceptiq-tiny-v1")
     recipe["protocol"]["sources"] = {"train": ["text"], "heldout": ["clock"]}
     recipe["protocol"]["synthesize"].update(types=["jpeg", "gaussian_blur", "white_noise"], levels=[1, 5],
                                             max_side=64)
@@ -132,7 +171,7 @@ def test_reproduction_recipe_runs_end_to_end(tmp_path):
     assert config["sha256"] == sha256_of(result.checkpoint) and config["sources"]["heldout"] == ["clock"]
     # the DCT patch embedding was frozen, the rest of the vision tower trained
     rebuilt = build_model(str(result.checkpoint)).module
-    start = create_backbone("perceptiq-tiny", "random").clip.visual
+    start = create_backbone("perceptiq-tiny-v1", "random").clip.visual
     from perceptiq.training.builtin.dct_init import dct_filter_bank
 
     patch = recipe["model"]["patch_init"]
@@ -148,7 +187,7 @@ def test_sources_must_not_overlap(tmp_path):
     from perceptiq.recipes import load_recipe
     from perceptiq.training.builtin import prepare_data
 
-    recipe = load_recipe("perceptiq-tiny")
+    recipe = load_recipe("perceptiq-tiny-v1")
     recipe["protocol"]["sources"] = {"train": ["text", "clock"], "heldout": ["clock"]}
     with pytest.raises(ValueError, match=r"\['clock'\] are both in train and heldout"):
         prepare_data(recipe, tmp_path)
@@ -184,3 +223,93 @@ def test_reports_name_the_weights_a_model_carries(tmp_path, shipped_model):
     assert loaded.backbone.weights == f"model.safetensors ({len(trained)} trained tensors over random)"
     with pytest.raises(ValueError, match="ships no weights"):
         build_model("grmp-iqa", backbone="test-tiny", weights="shipped")
+
+
+def test_ranked_recipe_builds_a_loadable_checkpoint_from_photographs(tmp_path):
+    """The shipped recipe's path end to end, smoke-sized: crop bank -> Trainer (bce+rank) -> checkpoint."""
+    from perceptiq.recipes import load_recipe
+    from perceptiq.training.builtin.ranked import build_ranked_model
+
+    photos = tmp_path / "photos" / "train"
+    photos.mkdir(parents=True)
+    for name in ("astronaut", "chelsea"):
+        (photos / f"{name}.jpg").write_bytes((EXAMPLES / f"{name}.jpg").read_bytes())
+    recipe = load_recipe("perceptiq-tiny")
+    recipe["protocol"]["bank"].update(rounds=1, crops_per_round=1, long_side=[300, 300])
+    recipe["protocol"]["groups_per_step"] = 2
+    recipe["train"].update(epochs=2, precision="fp32")
+    result = build_ranked_model(recipe, tmp_path / "out", photos=tmp_path / "photos", work_dir=tmp_path / "work",
+                                train_overrides={"steps_per_epoch": 1}, device="cpu")
+    assert result.n_photos == 2 and result.n_groups == 2
+    config = json.loads(result.checkpoint.with_suffix(".json").read_text())
+    assert config["sha256"] == sha256_of(result.checkpoint) and config["photos"] == ["astronaut.jpg", "chelsea.jpg"]
+    assert config["backbone"] == "perceptiq-tiny" and config["default_view"] == "crops:4"
+    assert sorted(p.name for p in (tmp_path / "work" / "train" / "snapshots").iterdir()) == [
+        "epoch-001.safetensors", "epoch-002.safetensors"]
+    rebuilt = build_model(str(result.checkpoint)).module
+    start = create_backbone("perceptiq-tiny", "random").clip
+    # the stem and the transformer trained, the token table stayed as it was drawn
+    assert not torch.equal(rebuilt.backbone.clip.visual.conv1.project.weight, start.visual.conv1.project.weight.half().float())
+    torch.testing.assert_close(rebuilt.backbone.clip.token_embedding.weight, start.token_embedding.weight.half().float())
+
+
+def test_build_tiny_asks_for_photographs(tmp_path):
+    from typer.testing import CliRunner
+
+    from perceptiq.cli.main import app
+
+    result = CliRunner().invoke(app, ["build-tiny", "-o", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "--photos" in result.output
+
+
+def test_models_listing_says_what_the_builtin_model_knows_and_does_not():
+    from typer.testing import CliRunner
+
+    from perceptiq.cli.main import app
+
+    out = CliRunner().invoke(app, ["models"]).output
+    block = out[out.index("perceptiq-tiny\n"):out.index("perceptiq-tiny-v1\n")]
+    assert "knows: technical quality" in block and "does not know: human taste" in block
+    assert "default view: crops:4" in block
+    spec = get_model_spec("perceptiq-tiny")
+    assert spec.knows and spec.does_not_know
+
+
+def test_ranked_build_resumes_after_a_stop_and_ends_where_an_unbroken_build_ends(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from perceptiq.recipes import load_recipe
+    from perceptiq.training.builtin.ranked import build_ranked_model
+    from perceptiq.training.resume import ResumeMismatchError
+    from perceptiq.training.trainer import Trainer
+
+    photos = tmp_path / "photos" / "train"
+    photos.mkdir(parents=True)
+    for name in ("astronaut", "chelsea"):
+        (photos / f"{name}.jpg").write_bytes((EXAMPLES / f"{name}.jpg").read_bytes())
+    recipe = load_recipe("perceptiq-tiny")
+    recipe["protocol"]["bank"].update(rounds=1, crops_per_round=1, long_side=[300, 300])
+    recipe["protocol"]["groups_per_step"] = 2
+    recipe["train"].update(epochs=2, precision="fp32")
+    kwargs = dict(photos=tmp_path / "photos", train_overrides={"steps_per_epoch": 2}, device="cpu")
+    straight = build_ranked_model(recipe, tmp_path / "a", work_dir=tmp_path / "wa", **kwargs)
+
+    original = Trainer._log_epoch
+
+    def stop_after_first_epoch(self, record):
+        original(self, record)
+        if record.epoch == 1:
+            raise KeyboardInterrupt("stopped")
+
+    monkeypatch.setattr(Trainer, "_log_epoch", stop_after_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        build_ranked_model(recipe, tmp_path / "b", work_dir=tmp_path / "wb", **kwargs)
+    monkeypatch.setattr(Trainer, "_log_epoch", original)
+    resumed = build_ranked_model(recipe, tmp_path / "b", work_dir=tmp_path / "wb", resume=True, **kwargs)
+    a, b = load_file(str(straight.checkpoint)), load_file(str(resumed.checkpoint))
+    assert a.keys() == b.keys()
+    for key in a:      # fp32, same operations in the same order: the same numbers
+        assert torch.equal(a[key], b[key]), key
+    other = {**recipe, "train": {**recipe["train"], "lr": 1e-3}}
+    with pytest.raises(ResumeMismatchError, match="train.lr"):
+        build_ranked_model(other, tmp_path / "b", work_dir=tmp_path / "wb", resume=True, **kwargs)

@@ -3,7 +3,7 @@
 SRCC above a bar and beat the same fine-tuning from randomly initialised prompts on the same splits.
 
 Learnability (docs/grmp.md, "End-to-end test"): the backbone is the built-in quality-aware tiny CLIP
-(`perceptiq-tiny`), whose image features carry distortion strength; on a random test-tiny, meta-training
+(`perceptiq-tiny-v1`, the first built-in model), whose image features carry distortion strength; on a random test-tiny, meta-training
 found the quality direction for one seed in four only. Two monotone distortion types (``darken``,
 ``contrast_change``), 12 references to meta-train on, 16 other references to fine-tune and test on
 (split by reference). Meta-training sits on a plateau (p(high) ~ 0.5) for 40-100 outer steps before the
@@ -36,7 +36,9 @@ def tiny_overrides():
     """The quality-aware built-in tiny CLIP (2 text blocks, hence prompts+last2 for fine-tuning)."""
     from perceptiq.models.builtin import builtin_backbone_weights
 
-    return ["model.backbone=perceptiq-tiny", f"model.weights={builtin_backbone_weights()}"]
+    # the first built-in model's backbone: this test's bar and seeds were calibrated on it (the current
+    # perceptiq-tiny is a hybrid with another feature geometry; docs/builtin-model.md)
+    return ["model.backbone=perceptiq-tiny-v1", f"model.weights={builtin_backbone_weights(name='perceptiq-tiny-v1')}"]
 
 
 @pytest.fixture(scope="module", autouse=True)

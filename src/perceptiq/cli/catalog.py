@@ -36,7 +36,9 @@ def models_command(
                    f"{', '.join(s.scenes) or '-'}; score range [{lo:g}, {hi:g}], {direction}\n"
                    f"  prompts: {s.prompts}\n  default backbone: {s.default_backbone} "
                    f"(weights {s.default_weights}); paper: {s.paper}\n"
-                   f"  default view: {s.default_view} ({s.view_reason or 'CLIP preprocessing'})\n")
+                   f"  default view: {s.default_view} ({s.view_reason or 'CLIP preprocessing'})"
+                   + (f"\n  knows: {s.knows}" if s.knows else "")
+                   + (f"\n  does not know: {s.does_not_know}" if s.does_not_know else "") + "\n")
 
 
 def datasets_command() -> None:

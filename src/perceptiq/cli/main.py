@@ -32,6 +32,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("bench", "bench", "bench_command"),
     ("serve", "serve", "serve_command"),
     ("build-tiny", "builtin", "build_tiny_command"),
+    ("reproduce-builtin", "builtin", "reproduce_builtin_command"),
 )
 
 # rich_markup_mode=None: plain help text. Rich markup would eat brackets such as 'perceptiq[ray]', and

@@ -105,6 +105,7 @@ class Assessor:
             "backbone": info.arch, "weights": info.weights, "score_range": list(spec.score_range),
             "higher_is_better": spec.higher_is_better, "device": str(self.device),
             "precision": self.precision, "view": str(self.view), "prompts": self._prompt_texts(),
+            "knows": spec.knows, "does_not_know": spec.does_not_know,
         }
 
     def _prompt_texts(self) -> dict[str, list[str]]:

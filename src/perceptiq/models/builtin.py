@@ -33,6 +33,9 @@ BUILTIN_NAME = "perceptiq-tiny"
 BUILTIN_ARCH = "perceptiq-tiny"
 BUILTIN_FACTORY = "perceptiq_tiny"
 BUILTIN_FILE_STEM = "perceptiq-tiny"
+# every model whose weights ship in perceptiq/weights/<name>.safetensors: the current built-in model and
+# its predecessor (kept as the baseline of `perceptiq reproduce-builtin` and for older tests)
+SHIPPED_MODELS = ("perceptiq-tiny", "perceptiq-tiny-v1")
 BACKBONE_PREFIX = "backbone.clip."     # GRMPModel state_dict keys of the CLIP weights
 CACHE_ENV_VAR = "PERCEPTIQ_CACHE"      # where the extracted backbone file goes (default ~/.cache/perceptiq)
 
@@ -46,9 +49,15 @@ def builtin_weights_dir() -> Path:
     return Path(str(resources.files("perceptiq").joinpath("weights")))
 
 
-def builtin_checkpoint_path() -> Path:
-    """``perceptiq/weights/perceptiq-tiny.safetensors`` (its config is the ``.json`` beside it)."""
-    path = builtin_weights_dir() / f"{BUILTIN_FILE_STEM}.safetensors"
+def _check_shipped(name: str) -> str:
+    if name not in SHIPPED_MODELS:
+        raise BuiltinWeightsError(f"no shipped model '{name}': the package ships {', '.join(SHIPPED_MODELS)}")
+    return name
+
+
+def builtin_checkpoint_path(name: str = BUILTIN_NAME) -> Path:
+    """``perceptiq/weights/<name>.safetensors`` (its config is the ``.json`` beside it)."""
+    path = builtin_weights_dir() / f"{_check_shipped(name)}.safetensors"
     if not path.is_file() or not path.with_suffix(".json").is_file():
         raise BuiltinWeightsError(
             f"the built-in model's weights are not installed: {path} (and its .json) should ship with "
@@ -56,9 +65,9 @@ def builtin_checkpoint_path() -> Path:
     return path
 
 
-def builtin_config() -> dict:
+def builtin_config(name: str = BUILTIN_NAME) -> dict:
     """The shipped checkpoint's JSON config (architecture, options, recipe, sha256, held-out metrics)."""
-    return json.loads(builtin_checkpoint_path().with_suffix(".json").read_text())
+    return json.loads(builtin_checkpoint_path(name).with_suffix(".json").read_text())
 
 
 @lru_cache(maxsize=4)
@@ -72,18 +81,18 @@ def _verified_tensors(path: str, expected_sha256: str | None) -> dict[str, torch
     return tensors
 
 
-def builtin_tensors() -> dict[str, torch.Tensor]:
+def builtin_tensors(name: str = BUILTIN_NAME) -> dict[str, torch.Tensor]:
     """Every tensor of the shipped model by ``GRMPModel`` state_dict key (checked against the sha256)."""
-    path = builtin_checkpoint_path()
-    return _verified_tensors(str(path), builtin_config().get("sha256"))
+    path = builtin_checkpoint_path(name)
+    return _verified_tensors(str(path), builtin_config(name).get("sha256"))
 
 
-def builtin_backbone_state_dict() -> dict[str, torch.Tensor]:
+def builtin_backbone_state_dict(name: str = BUILTIN_NAME) -> dict[str, torch.Tensor]:
     """The shipped CLIP weights as an open_clip state dict (keys without the ``backbone.clip.`` prefix)."""
-    return {k[len(BACKBONE_PREFIX):]: v for k, v in builtin_tensors().items() if k.startswith(BACKBONE_PREFIX)}
+    return {k[len(BACKBONE_PREFIX):]: v for k, v in builtin_tensors(name).items() if k.startswith(BACKBONE_PREFIX)}
 
 
-def builtin_backbone_weights(cache_dir: str | os.PathLike | None = None) -> Path:
+def builtin_backbone_weights(cache_dir: str | os.PathLike | None = None, name: str = BUILTIN_NAME) -> Path:
     """A ``.safetensors`` file of the shipped CLIP weights that ``create_backbone`` loads directly.
 
     Written once (atomically) under ``cache_dir`` (default ``$PERCEPTIQ_CACHE`` or ~/.cache/perceptiq),
@@ -93,46 +102,51 @@ def builtin_backbone_weights(cache_dir: str | os.PathLike | None = None) -> Path
     """
     from safetensors.torch import save_file
 
-    digest = builtin_config().get("sha256") or sha256_of(builtin_checkpoint_path())
+    digest = builtin_config(name).get("sha256") or sha256_of(builtin_checkpoint_path(name))
     folder = Path(cache_dir or os.environ.get(CACHE_ENV_VAR) or Path.home() / ".cache" / "perceptiq")
-    target = folder / f"{BUILTIN_FILE_STEM}-backbone-{digest[:12]}.safetensors"
+    target = folder / f"{name}-backbone-{digest[:12]}.safetensors"
     if not target.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        save_file({k: v.contiguous() for k, v in builtin_backbone_state_dict().items()}, str(tmp))
+        save_file({k: v.contiguous() for k, v in builtin_backbone_state_dict(name).items()}, str(tmp))
         os.replace(tmp, target)
     return target
 
 
 def build_builtin(backbone: ClipBackbone, *, task: str = "quality", scene: str | None = None,
-                  load_shipped: bool = True, **options) -> GRMPModel:
-    """Registry factory ``perceptiq_tiny``: a ``GRMPModel`` on the perceptiq-tiny architecture.
+                  shipped: str = BUILTIN_NAME, load_shipped: bool = True, **options) -> GRMPModel:
+    """Registry factory ``perceptiq_tiny``: a ``GRMPModel`` on a shipped model's architecture.
 
+    shipped: which shipped model (``SHIPPED_MODELS``); its checkpoint JSON names the architecture.
     load_shipped: load the package's tensors (by-name use). Checkpoints written by the builder set it
     to False because they carry every tensor themselves. With it, the backbone must come with
     ``weights="random"`` (the default): every CLIP weight is replaced by the shipped ones, so other
     backbone weights would be silently discarded — that is refused instead.
     """
-    if backbone.info.arch != BUILTIN_ARCH:
-        raise BuiltinWeightsError(f"{BUILTIN_NAME} is trained for the {BUILTIN_ARCH} architecture, not "
-                                  f"{backbone.info.arch}; to put its prompts on another CLIP use model grmp-iqa")
+    _check_shipped(shipped)
     if load_shipped:
+        arch = builtin_config(shipped).get("backbone", BUILTIN_ARCH)
+        if backbone.info.arch != arch:
+            raise BuiltinWeightsError(f"{shipped} is trained for the {arch} architecture, not "
+                                      f"{backbone.info.arch}; to put its prompts on another CLIP use model grmp-iqa")
         if backbone.info.weights != "random":
             raise BuiltinWeightsError(
-                f"{BUILTIN_NAME} ships its own CLIP weights; got weights={backbone.info.weights!r} "
+                f"{shipped} ships its own CLIP weights; got weights={backbone.info.weights!r} "
                 "(from --weights or $PERCEPTIQ_WEIGHTS). Leave weights unset for the built-in model, or "
-                f"train from other weights with model grmp-iqa and --backbone {BUILTIN_ARCH}.")
-        shipped = {k: v for k, v in builtin_config().get("options", {}).items() if k != "load_shipped"}
-        options = {**shipped, **options}
+                f"train from other weights with model grmp-iqa and --backbone {arch}.")
+        recorded = {k: v for k, v in builtin_config(shipped).get("options", {}).items()
+                    if k not in ("load_shipped", "shipped")}
+        options = {**recorded, **options}
     model = GRMPModel(backbone, task=task, scene=scene, **options)
     if load_shipped:
-        _, unexpected = model.load_state_dict(builtin_tensors(), strict=False)
+        path = builtin_checkpoint_path(shipped)
+        _, unexpected = model.load_state_dict(builtin_tensors(shipped), strict=False)
         if unexpected:
-            raise BuiltinWeightsError(f"{builtin_checkpoint_path()}: tensors the model does not have: "
+            raise BuiltinWeightsError(f"{path}: tensors the model does not have: "
                                       f"{unexpected[:5]} (options differ from the ones it was trained with)")
         # reports (`perceptiq score` header, /v1/models) name the weights actually used, not the placeholder
-        backbone.info.weights = f"shipped ({builtin_checkpoint_path().name})"
-        backbone.info.source_file = str(builtin_checkpoint_path())
+        backbone.info.weights = f"shipped ({path.name})"
+        backbone.info.source_file = str(path)
     return model
 
 

@@ -43,6 +43,8 @@ class ModelSpec:
     options: dict = field(default_factory=dict)
     default_view: str = "resize"       # how ``score`` looks at an image unless told (perceptiq.imaging views)
     view_reason: str = ""              # why that view
+    knows: str = ""                    # what the model was trained to judge (shown by `models` and the page)
+    does_not_know: str = ""            # what it has never seen: where not to trust it
 
 
 Factory = Callable[..., "object"]
@@ -87,6 +89,8 @@ def _catalog() -> dict[str, ModelSpec]:
             options=dict(entry.get("options", {})),
             default_view=entry.get("default_view", "resize"),
             view_reason=entry.get("view_reason", ""),
+            knows=entry.get("knows", ""),
+            does_not_know=entry.get("does_not_know", ""),
         )
     return specs
 

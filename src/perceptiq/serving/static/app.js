@@ -4,6 +4,7 @@
 
 const page = {
   modelInfo: document.getElementById("model-info"),
+  modelScope: document.getElementById("model-scope"),
   tokenField: document.getElementById("token-field"),
   token: document.getElementById("token"),
   task: document.getElementById("task"),
@@ -64,6 +65,10 @@ function showModel(info) {
   page.modelInfo.textContent = info.model + " · " + info.backbone + " (" + info.weights + ") · task " +
     info.task + (info.scene ? " · scene " + info.scene : "") + " · scores " + info.score_range[0] +
     "–" + info.score_range[1] + ", " + direction;
+  // what the model was trained to judge and where not to trust it (the built-in model says so)
+  page.modelScope.textContent = (info.knows ? "Knows: " + info.knows : "") +
+    (info.does_not_know ? (info.knows ? " — " : "") + "Does not know: " + info.does_not_know : "");
+  page.modelScope.hidden = !(info.knows || info.does_not_know);
   fillOptions(page.task, info.tasks, info.task);
   fillOptions(page.scene, info.scenes, info.scene);
 }

@@ -1,6 +1,7 @@
-"""Build the built-in model ``perceptiq-tiny`` from nothing but public-domain sample images.
+"""Build the first built-in model, ``perceptiq-tiny-v1``, from public-domain sample images (kept as the
+baseline of `perceptiq reproduce-builtin`; the current model is built by ``ranked.py``).
 
-Steps (all settings come from the recipe ``recipes/perceptiq-tiny.yaml``; docs/builtin-model.md):
+Steps (all settings come from the recipe ``recipes/perceptiq-tiny-v1.yaml``; docs/builtin-model.md):
 
 1. export the recipe's scikit-image sample images (public domain / CC0) as PNG, two disjoint groups:
    ``train`` and ``heldout`` (whole source images, never seen in training); large images also give
@@ -42,7 +43,7 @@ from ..trainer import Trainer
 
 log = logging.getLogger(__name__)
 
-BUILTIN_RECIPE = "perceptiq-tiny"
+BUILTIN_RECIPE = "perceptiq-tiny-v1"   # the first built-in model; perceptiq-tiny is built by ranked.py
 GROUPS = ("train", "heldout")
 EVAL_SET = "heldout"
 MIN_GROUP_SIZE = 5                     # fewer images than this: no per-group correlation
@@ -262,14 +263,15 @@ def save_builtin_checkpoint(out_dir: Path, model, recipe: dict, build_config: di
     tensors = {name: tensor.detach().to(dtype) if tensor.is_floating_point() else tensor.detach()
                for name, tensor in model.state_dict().items() if not name.startswith(SNAPSHOT_PREFIX)}
     config = {
-        "model": BUILTIN_NAME, "factory": BUILTIN_FACTORY,
+        "model": recipe.get("name", BUILTIN_RECIPE), "factory": BUILTIN_FACTORY,
         "backbone": build_config["backbone"], "weights": "random", "task": "quality", "scene": None,
-        "options": {**build_config.get("options", {}), "load_shipped": False},
+        "options": {**build_config.get("options", {}), "load_shipped": False,
+                    "shipped": recipe.get("name", BUILTIN_RECIPE)},
         "trained_parameters": sorted(tensors),
         "stored_dtype": stored_dtype, "recipe": recipe.get("name"),
         "sources": recipe["protocol"]["sources"], **report,
     }
-    path = save_checkpoint(Path(out_dir) / "perceptiq-tiny.safetensors", tensors, config)
+    path = save_checkpoint(Path(out_dir) / f"{recipe.get('name', BUILTIN_RECIPE)}.safetensors", tensors, config)
     _, config_path = checkpoint_paths(path)
     payload = _without_nan(json.loads(config_path.read_text()))
     payload["sha256"] = sha256_of(path)

@@ -136,3 +136,10 @@ def test_train_resume_with_other_settings_names_the_keys_before_loading_data(tmp
     assert result.exit_code == 2, result.output
     assert "other settings (1 differ: recipe.train.lr: recorded 0.5, now" in result.output
     assert [p.name for p in run.iterdir()] == ["run.json"]
+
+
+def test_ray_resume_of_a_single_parquet_file_is_refused_before_loading_the_model(image_folder, tmp_path):
+    result = runner.invoke(app, ["score", str(image_folder), *TINY, "--engine", "ray", "-o",
+                                 str(tmp_path / "scores.parquet"), "--resume"])
+    assert result.exit_code == 2 and "single Parquet file, unreadable until" in result.output
+    assert "model " not in result.output                     # refused before the model line

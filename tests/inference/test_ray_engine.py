@@ -94,6 +94,55 @@ def test_a_non_empty_shard_folder_is_refused(ray_session, folder, tmp_path):
         score_with_ray([str(folder)], **MODEL, device="cpu", output=tmp_path)
 
 
+@needs_ray
+def test_resume_of_a_shard_folder_scores_only_the_rest(ray_session, folder, local_rows, tmp_path):
+    """A stopped run left shards for 5 inputs and one shard cut mid-write: resuming reads the good shards,
+    drops the broken one, scores the 7 others into new shards; every input ends with exactly one row."""
+    from perceptiq.inference.ray_engine import read_shards, score_with_ray
+
+    out, inputs = tmp_path / "shards", sorted(local_rows)
+    score_with_ray(inputs[:5], **MODEL, device="cpu", precision="fp32", batch_size=4, output=out)
+    broken = out / "zz-killed-mid-write.parquet"
+    broken.write_bytes(b"PAR1 and then the writer was killed")
+    summary = score_with_ray([str(folder)], **MODEL, device="cpu", precision="fp32", batch_size=4, output=out,
+                             resume=True)
+    assert summary.n_skipped == 5 and summary.n_scored + summary.n_failed == 7
+    columns = read_shards(out, "parquet")
+    assert len(columns["path"]) == len(set(columns["path"])) == 12            # none twice, none lost
+    _assert_same_rows({p: {c: columns[c][i] for c in columns} for i, p in enumerate(columns["path"])}, local_rows)
+    assert not broken.exists()
+    nothing_left = score_with_ray([str(folder)], **MODEL, device="cpu", output=out, resume=True)
+    assert (nothing_left.n_skipped, nothing_left.n_scored, nothing_left.n_failed) == (12, 0, 0)
+
+
+@needs_ray
+def test_resume_of_a_csv_file_cut_mid_row_appends_only_the_rest(ray_session, folder, local_rows, tmp_path):
+    from perceptiq.inference.ray_engine import score_with_ray
+
+    out, inputs = tmp_path / "scores.csv", sorted(local_rows)
+    score_with_ray(inputs[:6], **MODEL, device="cpu", precision="fp32", batch_size=4, output=out)
+    with open(out, "a") as handle:
+        handle.write(f"{inputs[6]},0.12")                     # the row the kill cut short
+    summary = score_with_ray([str(folder)], **MODEL, device="cpu", precision="fp32", batch_size=4, output=out,
+                             resume=True)
+    assert summary.n_skipped == 6
+    rows = read_result_rows(out)
+    assert len(rows) == len({r["path"] for r in rows}) == 12
+    _assert_same_rows({r["path"]: r for r in rows}, local_rows)
+
+
+@pytest.mark.parametrize("output, message", [
+    (None, "resume needs an output"),
+    ("scores.parquet", "single Parquet file is unreadable until"),
+    ("s3://bucket/run", "not an object-store URI"),
+])
+def test_resume_is_refused_where_the_done_paths_cannot_be_read(folder, output, message):
+    from perceptiq.inference.ray_engine import score_with_ray
+
+    with pytest.raises(ValueError, match=message):     # before the model is built or Ray started
+        score_with_ray([str(folder)], **MODEL, output=output, resume=True)
+
+
 def test_actor_plan_one_per_gpu_else_a_small_cpu_pool():
     assert plan_actors({"CPU": 64, "GPU": 8}) == ActorPlan(8, num_gpus=1, num_cpus=1, device="cuda")
     assert plan_actors({"CPU": 64, "GPU": 8}, device="cpu").num_gpus == 0

@@ -8,8 +8,8 @@ import typer
 
 from .common import (Engine, Precision, Device, Scene, Task, backbone_option, batch_size_option, check_output_file,
                      check_output_folder, check_view, device_option, error_text, fail, model_option, output_option,
-                     overwrite_option, precision_option, progress_option, scene_option, task_option, value,
-                     view_option, weights_option, workers_option)
+                     overwrite_option, precision_option, progress_option, resume_option, scene_option, task_option,
+                     value, view_option, weights_option, workers_option)
 
 LOCAL_SUFFIXES = (".csv", ".jsonl")
 RAY_FILE_SUFFIXES = (".csv", ".jsonl", ".parquet")
@@ -36,8 +36,8 @@ def score_command(
     precision: Precision = precision_option(),
     output: Optional[Path] = output_option("Write rows to FILE.csv or FILE.jsonl (with --engine ray also "
                                            "FILE.parquet or a folder for Parquet shards); default: a table."),
-    resume: bool = typer.Option(False, "--resume/--no-resume", help="Skip paths already in --output and "
-                                                                    "append to it."),
+    resume: bool = resume_option("Skip paths already in --output and append to it (--engine ray: to a "
+                                 ".csv/.jsonl file or a shard folder)."),
     overwrite: bool = overwrite_option(),
     max_pixels: int = typer.Option(200_000_000, "--max-pixels", metavar="N", min=1,
                                    help="Images with more pixels become error rows."),
@@ -52,15 +52,14 @@ def score_command(
     """Score images: one row per image (path, score, error); bad files become error rows."""
     # Everything that can be refused is refused here, before a model is loaded (which takes seconds).
     view = check_view(view)
+    if resume and output is None:
+        fail("--resume needs --output" + (" (a .csv/.jsonl file or a shard folder)" if engine is Engine.ray
+                                          else " FILE"))
     if engine is Engine.ray:
-        if resume:
-            fail("--resume works with --engine local only")
-        _check_ray_output(output, overwrite)
+        _check_ray_output(output, overwrite, resume)
     else:
         if address is not None:
             fail("--address needs --engine ray")
-        if resume and output is None:
-            fail("--resume needs --output FILE")
         check_output_file(output, suffixes=LOCAL_SUFFIXES, overwrite=overwrite, resume=resume)
 
     from ..inference.files import DEFAULT_IMAGE_EXTENSIONS, iter_image_files
@@ -73,7 +72,7 @@ def score_command(
         _score_with_ray(files, model=model, backbone=backbone, weights=weights, task=task, scene=scene,
                         device=device, precision=precision, max_pixels=max_pixels, view=view,
                         batch_size=batch_size, output=output, address=address, workers=workers,
-                        progress=progress)
+                        progress=progress, resume=resume)
         return
 
     from ..backbones.weights import WeightsNotFoundError
@@ -104,34 +103,43 @@ def score_command(
         raise typer.Exit(1)
 
 
-def _check_ray_output(output: Optional[Path], overwrite: bool) -> None:
+def _check_ray_output(output: Optional[Path], overwrite: bool, resume: bool) -> None:
     if output is None or "://" in str(output):   # an object-store URI is checked by Ray when it writes
+        if resume and output is not None:
+            fail(f"--resume: {output} is an object-store URI; the driver reads the done paths from a local "
+                 "(or mounted) shard folder")
         return
+    if output.suffix.lower() == ".parquet" and resume:
+        fail(f"--resume: {output} is a single Parquet file, unreadable until the run that writes it closes "
+             "it; write a shard folder (or .csv/.jsonl) to be able to resume")
     if output.suffix.lower() in RAY_FILE_SUFFIXES:
-        check_output_file(output, suffixes=RAY_FILE_SUFFIXES, overwrite=overwrite)
-    else:  # a folder of shards: new shards must never mix with an earlier run's
-        check_output_folder(output, overwrite=False)
+        check_output_file(output, suffixes=RAY_FILE_SUFFIXES, overwrite=overwrite, resume=resume)
+    else:  # a folder of shards: new shards never mix with an earlier run's unless resuming that run
+        if not resume and output.is_dir() and any(output.iterdir()):
+            fail(f"--output {output} exists and is not empty; a shard folder is never overwritten (old shards "
+                 "would mix with new ones): give a new folder, or --resume to continue the run that wrote it")
+        check_output_folder(output, overwrite=False, resume=resume)
 
 
 def _score_with_ray(files, *, model, backbone, weights, task, scene, device, precision, max_pixels, view,
-                    batch_size, output, address, workers, progress) -> None:
+                    batch_size, output, address, workers, progress, resume) -> None:
     from ..backbones.weights import WeightsNotFoundError
     from ..inference.ray_engine import RayNotInstalledError, score_with_ray
 
     def echo_model(info: dict) -> None:
         typer.echo(describe_model_line(info, "engine ray", f"view {info['view']}"), err=True)
 
-    if output is not None and output.suffix.lower() in RAY_FILE_SUFFIXES and output.exists():
+    if output is not None and output.suffix.lower() in RAY_FILE_SUFFIXES and output.exists() and not resume:
         output.unlink()   # --overwrite was given (checked above); the Ray engine writes a new file
     try:
         summary = score_with_ray(files, model=model, backbone=backbone, weights=weights, task=value(task),
                                  scene=value(scene), device=device.value, precision=precision.value,
                                  max_pixels=max_pixels, view=view, batch_size=batch_size, output=output,
-                                 address=address,
-                                 num_cpus=workers, progress=progress, on_model=echo_model)
+                                 address=address, num_cpus=workers, progress=progress, on_model=echo_model,
+                                 resume=resume)
     except (RayNotInstalledError, WeightsNotFoundError, KeyError, ValueError, FileNotFoundError,
             FileExistsError) as err:
         fail(error_text(err))
     typer.echo(summary.format(), err=True)
-    if summary.n_scored == 0:
+    if summary.n_scored == 0 and summary.n_skipped == 0:
         raise typer.Exit(1)

@@ -18,6 +18,13 @@ Pipeline (one Ray Data dataset, executed as a stream):
    to the driver and written to one file (``.csv``/``.jsonl`` by the local engine's writer, or
    ``.parquet``), or printed as a table.
 
+Resume (``resume=True``) keeps the local engine's semantics: every path already in the output (scored or
+failed) is skipped and only the rest is scored, so no row is ever written twice. A ``.csv``/``.jsonl``
+file is cut back to its last complete row and appended to; a shard folder is read shard by shard, a shard
+the stopped run left incomplete is repaired (CSV: cut back to its last complete row) or removed (a
+Parquet file without its footer holds no readable row; its paths are scored again), and the new rows go
+to new shards beside the old. A single ``.parquet`` file cannot be resumed: it is unreadable until closed.
+
 Ray is an optional dependency (``pip install perceptiq[ray]``); it is imported only when this module's
 functions run, never when perceptiq is imported.
 """
@@ -33,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .scorer import list_inputs
-from .writers import RunSummary, open_writer
+from .writers import RunSummary, open_writer, read_done_paths, repair_truncated_tail
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +268,7 @@ def score_with_ray(
     n_actors: int | None = None,
     progress: bool = False,
     on_model: Callable[[dict], None] | None = None,
+    resume: bool = False,
 ) -> RunSummary:
     """Score files and folders on Ray; returns the run's counts.
 
@@ -274,6 +282,9 @@ def score_with_ray(
         the view run in the decode tasks, the actors score the view's inputs as the local engine does.
     n_actors: scoring actors (default: one per GPU, else a small CPU pool; see ``plan_actors``).
     on_model: called with the model's ``Assessor.describe()`` once it is built (the CLI prints it).
+    resume: skip every path already in ``output`` (a ``.csv``/``.jsonl`` file or a shard folder the driver
+        can read; see the module docstring) and add rows for the rest only; ``summary.n_skipped`` counts
+        the skipped ones.
     Row order is not the input order (blocks finish as they finish); every listed input gets one row.
     """
     from .assessor import load_model
@@ -284,6 +295,8 @@ def score_with_ray(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     kind = output_kind(output, shard_format)
+    if resume:
+        _check_resumable(output, kind)
     model_args = {"model": model, "backbone": backbone, "weights": weights, "task": task, "scene": scene,
                   "precision": precision, "max_pixels": max_pixels, "view": view}
     # the driver builds the model once on the CPU: its preprocessing goes to the decode tasks, and a bad
@@ -296,6 +309,11 @@ def score_with_ray(
     del probe
     files = list_inputs(paths)
     summary = RunSummary()
+    if resume:   # before Ray starts: a run with nothing left to do never starts it
+        done = (done_in_shards(output, shard_format or "parquet") if kind == "shards"
+                else read_done_paths(output))
+        summary.n_skipped = sum(f in done for f in files)
+        files = [f for f in files if f not in done]
     if not files:
         return summary
     ray = import_ray()
@@ -307,12 +325,14 @@ def score_with_ray(
                                 model_args=model_args, with_scene="scene" in columns, plan=plan,
                                 batch_size=batch_size)
         if kind == "shards":
-            _write_shards(dataset, os.fspath(output), shard_format or "parquet")
-            summary.record_rows(_read_shard_errors(os.fspath(output), shard_format or "parquet"))
+            fmt = shard_format or "parquet"
+            earlier = _shard_files(output, fmt) if resume else []
+            _write_shards(dataset, os.fspath(output), fmt, resume=resume)
+            summary.record_rows(_read_shard_errors(os.fspath(output), fmt, exclude=earlier))
         elif kind == "parquet":
             _write_parquet_file(dataset, Path(output), "scene" in columns, summary)
         else:
-            with open_writer(output, columns=columns) as writer:
+            with open_writer(output, columns=columns, resume=resume) as writer:
                 for rows in _iter_row_batches(dataset, columns):
                     writer.write_rows(rows)
                     writer.flush()
@@ -333,10 +353,51 @@ def _is_uri(target: str) -> bool:
     return "://" in target  # s3://, gs://, ...: Ray's writers take them; the driver does not look inside
 
 
-def _write_shards(dataset, target: str, shard_format: str) -> None:
+def _check_resumable(output, kind: str) -> None:
+    if kind == "table":
+        raise ValueError("resume needs an output (a .csv/.jsonl file or a shard folder) to read the done paths from")
+    if kind == "parquet":
+        raise ValueError(f"cannot resume {output}: a single Parquet file is unreadable until the run that writes "
+                         "it closes it; write a shard folder (or .csv/.jsonl) to be able to resume")
+    if kind == "shards" and _is_uri(os.fspath(output)):
+        raise ValueError(f"cannot resume {output}: the driver reads the done paths from a local (or mounted) "
+                         "folder, not an object-store URI")
+
+
+def _shard_files(folder, shard_format: str) -> list[Path]:
+    folder = Path(folder)
+    return sorted(folder.glob(f"*.{shard_format}")) if folder.is_dir() else []
+
+
+def done_in_shards(folder: str | os.PathLike, shard_format: str = "parquet") -> set[str]:
+    """Paths that have a row in a shard folder (for resuming). A shard that a stopped run left incomplete
+    is repaired or removed first (see the module docstring), so every row counted here stays readable
+    and no path is both counted done and missing from the output."""
+    import pyarrow as pa
+    import pyarrow.dataset as pads
+
+    done: set[str] = set()
+    for shard in _shard_files(folder, shard_format):
+        try:
+            if shard_format == "csv":
+                repair_truncated_tail(shard)   # a kill mid-row leaves a partial last line
+                if shard.stat().st_size == 0:
+                    raise pa.ArrowInvalid("empty file")
+            table = pads.dataset(str(shard), format="parquet" if shard_format == "parquet" else _csv_format()
+                                 ).to_table(columns=["path"])
+        except (pa.ArrowInvalid, OSError) as err:
+            log.warning("removing %s, a shard the stopped run left incomplete (%s); its paths are scored again",
+                        shard, err)
+            shard.unlink()
+            continue
+        done.update(str(p) for p in table.column("path").to_pylist())
+    return done
+
+
+def _write_shards(dataset, target: str, shard_format: str, *, resume: bool = False) -> None:
     if not _is_uri(target):
         folder = Path(target)
-        if folder.exists() and any(folder.iterdir()):
+        if folder.exists() and any(folder.iterdir()) and not resume:
             raise FileExistsError(f"output folder {folder} is not empty; shards would mix with earlier results")
         target = str(folder.resolve())
     if shard_format == "parquet":
@@ -345,25 +406,32 @@ def _write_shards(dataset, target: str, shard_format: str) -> None:
         dataset.write_csv(target)
 
 
-def _read_shard_errors(target: str, shard_format: str) -> list[dict]:
-    """The ``error`` column of every shard, for the run's summary (shards the driver can see)."""
+def _read_shard_errors(target: str, shard_format: str, exclude: list[Path] = ()) -> list[dict]:
+    """The ``error`` column of every shard but ``exclude`` (a resumed run's earlier shards), for the run's
+    summary (shards the driver can see)."""
     if _is_uri(target) or not Path(target).is_dir():
         log.warning("output %s is not a folder the driver can read; no summary counts", target)
         return []
-    folder = Path(target)
-    return [{"error": error} for error in read_shards(folder, shard_format, columns=["error"])["error"]]
+    new = [f for f in _shard_files(target, shard_format) if f not in set(exclude)]
+    if not new:
+        return []
+    return [{"error": error} for error in _read_shard_files(new, shard_format, ["error"])["error"]]
 
 
 def read_shards(folder: str | os.PathLike, shard_format: str = "parquet",
                 columns: list[str] | None = None) -> dict[str, list]:
     """All rows of a shard folder as ``{column: [values]}`` (None for empty cells)."""
-    import pyarrow.dataset as pads
-
     if shard_format not in SHARD_FORMATS:
         raise ValueError(f"shard_format {shard_format!r}: choose one of {', '.join(SHARD_FORMATS)}")
     files = sorted(p for p in Path(folder).iterdir() if p.suffix == f".{shard_format}")
     if not files:
         raise FileNotFoundError(f"no .{shard_format} shards in {folder}")
+    return _read_shard_files(files, shard_format, columns)
+
+
+def _read_shard_files(files: list[Path], shard_format: str, columns: list[str] | None) -> dict[str, list]:
+    import pyarrow.dataset as pads
+
     data_format = "parquet" if shard_format == "parquet" else _csv_format()
     table = pads.dataset([str(f) for f in files], format=data_format).to_table(columns=columns)
     out = table.to_pydict()
@@ -393,5 +461,5 @@ def _write_parquet_file(dataset, path: Path, with_scene: bool, summary: RunSumma
             summary.record_rows({"error": e} for e in table.column("error").to_pylist())
 
 
-__all__ = ["SHARD_FORMATS", "ActorPlan", "RayNotInstalledError", "build_dataset", "connect",
+__all__ = ["SHARD_FORMATS", "ActorPlan", "RayNotInstalledError", "build_dataset", "connect", "done_in_shards",
            "import_ray", "output_kind", "plan_actors", "read_shards", "result_schema", "score_with_ray"]

@@ -55,7 +55,12 @@ def test_overrides_variants_and_hints():
 def test_shipped_recipes_load():
     for name in list_recipes():
         recipe = load_recipe(name)
-        assert recipe["protocol"]["kind"] in ("mixed", "separate", "cross", "zero-shot", "meta"), name
+        assert recipe["protocol"]["kind"] in ("mixed", "separate", "cross", "zero-shot", "meta", "crop-bank"), name
+
+
+def test_built_in_model_recipe_points_to_build_tiny():
+    with pytest.raises(ValueError, match="perceptiq build-tiny --photos"):
+        plan_runs(load_recipe("perceptiq-tiny"), {})
 
 
 def test_plans(tmp_path):

@@ -126,6 +126,9 @@ def plan_runs(recipe: dict, datasets: Mapping[str, LabeledDataset]) -> list[RunU
         units.append(RunUnit("zero-shot", {}, test))
     elif kind == "meta":
         raise ValueError("protocol.kind = 'meta' is meta pre-training: run it with `perceptiq meta-train --recipe ...`")
+    elif kind == "crop-bank":
+        raise ValueError("protocol.kind = 'crop-bank' is the built-in model's recipe: run it with "
+                         "`perceptiq build-tiny --photos DIR --recipe ...`")
     else:
         raise ValueError(f"protocol.kind = {kind!r}: choose one of {', '.join(PROTOCOLS)}")
     return units

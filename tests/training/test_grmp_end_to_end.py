@@ -96,14 +96,15 @@ def runs(tmp_path_factory, app):
                   "--device", "cpu", *sum((["--set", s] for s in tiny_overrides() + [
                       f"meta.seed={SEED}", "protocol.datasets=[csv]", "meta.epochs=24", "meta.beta=0.05",
                       "meta.tasks_per_step=2", "meta.support_batch=8", "meta.query_batch=8",
-                      "meta.workers=0", "meta.precision=fp32"]), [])])
+                      "meta.workers=0", "meta.precision=fp32", "meta.test_view=resize"]), [])])
     finetune = ["finetune", "--data", f"csv={target}", "--shots", "50", "--splits", "3", "--lam", "5",
                 "--no-progress", "--device", "cpu",
                 *sum((["--set", s] for s in tiny_overrides() + [
                     "model.trainable=prompts+last2", f"protocol.split.base_seed={SEED}",
                     "protocol.datasets=[csv]", "protocol.split.mode=by_reference", "train.epochs=4",
                     "train.batch_size=16", "train.lr=0.0002", "train.workers=0", "train.precision=fp32",
-                    "train.eval_batch_size=64"]), [])]
+                    "train.eval_batch_size=64",
+                    "train.test_view=resize"]), [])]   # the bar was set under the resize view (crops cost 10x)
     _invoke(app, finetune + ["--init", str(root / "meta" / "model.safetensors"), "--output", str(root / "from-meta")])
     _invoke(app, finetune + ["--set", "model.init=null", "--output", str(root / "from-random")])
     return root

@@ -280,6 +280,12 @@ def full_view(image: Image.Image, view: View, size: int, patch: int, mean: Seque
     return ViewInput(_normalise(np.array(rgb, dtype=np.uint8)[None], mean, std), [box])
 
 
+def pool_scores(values: Sequence[float]) -> float:
+    """An image's score from its view's inputs: the arithmetic mean (``math.fsum``, so the order of the
+    inputs never changes the last bit). The one pooling rule of every view, in scoring and training."""
+    return math.fsum(float(v) for v in values) / len(values)
+
+
 @dataclass(frozen=True)
 class ViewTransform:
     """A picklable RGB image -> :class:`ViewInput` for one view and one backbone's input geometry

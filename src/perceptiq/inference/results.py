@@ -2,11 +2,12 @@
 error), collected in :class:`ScoreResults`, which numpy reads as the array of scores."""
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..imaging.views import pool_scores as mean_score  # noqa: F401 — the view's pooling rule, re-exported
 
 Box = tuple[float, float, float, float]
 
@@ -89,8 +90,3 @@ class ScoreResults(Sequence[ScoreResult]):
                           for r in self._results[:5])
         more = f", ... ({len(self)} in all)" if len(self) > 5 else ""
         return f"ScoreResults([{shown}{more}])"
-
-
-def mean_score(values: Sequence[float]) -> float:
-    """The image's score from its crops' scores: their arithmetic mean (fsum, so order never matters)."""
-    return math.fsum(values) / len(values)

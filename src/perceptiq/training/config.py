@@ -36,7 +36,9 @@ class TrainConfig:
     step: str = "standard"                # standard | qgr (GRMP Eq. 7-8)
     qgr_lambda: float = 5.0
     crops_per_image: int = 1              # GRMP fully supervised: 10 random crops per image
-    train_resize: int | None = 224        # short side before the random crop; None = native size
+    train_resize: int | None = None       # short side before the random crop; None = native size (default)
+    dataset_resize: dict[str, int] = field(default_factory=dict)  # per dataset short side (train and test)
+    test_view: str = "resize"             # how test images are seen (imaging views: resize | crops:N...)
     crop: int = 224
     hflip: bool = True
     balanced: bool = False                # dataset-balanced sampling instead of concatenation
@@ -57,6 +59,16 @@ class TrainConfig:
                 raise ValueError(f"train.{name} = {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("train.epochs and train.batch_size must be >= 1")
+        from ..imaging.views import ViewError, parse_view
+
+        try:
+            view = parse_view(self.test_view)
+        except ViewError as err:
+            raise ValueError(f"train.test_view = {self.test_view!r}: {err}") from None
+        if view.kind == "full":
+            raise ValueError("train.test_view = full: a recipe's test view must be resize or crops:N "
+                             "(score with --view full instead)")
+        self.test_view = str(view)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":

@@ -29,20 +29,23 @@ class TrainItem:
 
 @dataclass
 class Batch:
-    pixels: torch.Tensor              # [B,3,S,S]
+    pixels: torch.Tensor              # [B,3,S,S]; with a multi-input test view [sum K,3,S,S]
     targets: torch.Tensor             # [B]
     datasets: list[str]
     prompt_keys: list[str | None]
     indices: list[int]                # positions in the item list
     failures: dict[str, str] = field(default_factory=dict)  # path -> error, for dropped items
     groups: torch.Tensor | None = None  # [B] ids: versions of one image share one (ranking losses)
+    input_counts: list[int] | None = None  # per item, its test view's K inputs (None: one input each)
 
     def __len__(self) -> int:
         return len(self.indices)
 
 
 class LabeledImageDataset(Dataset):
-    """``crops_per_image`` copies of every item per epoch (GRMP's "10 random crops per image")."""
+    """``crops_per_image`` copies of every item per epoch (GRMP's "10 random crops per image"); each copy
+    draws its own crop, since the transform draws positions from the process's generator at each call.
+    The transform is told the item's dataset (per-dataset pre-resize)."""
 
     def __init__(self, items: Sequence[TrainItem], transform: ImageTransform, crops_per_image: int = 1):
         if crops_per_image < 1:
@@ -58,7 +61,7 @@ class LabeledImageDataset(Dataset):
         position = index % len(self.items)
         item = self.items[position]
         try:
-            pixels = self.transform(item.path)
+            pixels = self.transform(item.path, dataset=item.dataset)
         except ImageDecodeError as err:
             return position, None, str(err)
         return position, pixels, None
@@ -78,7 +81,12 @@ class _Collate:
         good = [(pos, px) for pos, px, _ in records if px is not None]
         failures = {self.items[pos].path: err for pos, px, err in records if px is None}
         positions = [pos for pos, _ in good]
-        pixels = torch.stack([px for _, px in good]) if good else torch.empty(0, 3, 0, 0)
+        counts = None
+        if good and good[0][1].dim() == 4:   # a test view's K inputs per item: [K,3,S,S] each
+            counts = [int(px.shape[0]) for _, px in good]
+            pixels = torch.cat([px for _, px in good])
+        else:
+            pixels = torch.stack([px for _, px in good]) if good else torch.empty(0, 3, 0, 0)
         chosen = [self.items[p] for p in positions]
         return Batch(
             pixels=pixels,
@@ -87,6 +95,7 @@ class _Collate:
             prompt_keys=[it.prompt_key for it in chosen],
             indices=positions,
             failures=failures,
+            input_counts=counts,
         )
 
 

@@ -331,7 +331,7 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
             if is_main:
                 save_checkpoint(run_dir / "model.safetensors", module.trainable_state_dict(), {
                     **bundle.config, "trained_parameters": sorted(module.trainable_state_dict()),
-                    "recipe": recipe.get("name"), "run": unit.label,
+                    "recipe": recipe.get("name"), "run": unit.label, "view": config.test_view,
                     "train": config.to_dict(), "final_metrics": result.final_metrics,
                 })
         else:

@@ -83,7 +83,8 @@ class MetaTrainingConfig:
     seed: int = 0
     workers: int = 0
     precision: str = "fp32"
-    train_resize: int | None = 224
+    train_resize: int | None = None                   # None: random crops at native resolution
+    test_view: str = "resize"                         # view for protocol.eval_datasets (imaging views)
     crop: int = 224
     hflip: bool = True
     eval_every: int = 1                               # epochs between evaluations of protocol.eval_datasets
@@ -293,7 +294,8 @@ def meta_train(model: torch.nn.Module, tasks: Sequence[DistortionTask], config: 
     transform = ImageTransform(info.mean, info.std, resize=config.train_resize, crop=config.crop, train=True,
                                hflip=config.hflip)
     evaluator = Trainer(TrainConfig(eval_batch_size=config.eval_batch_size, workers=config.workers,
-                                    precision=config.precision), device=device, distributed=distributed)
+                                    precision=config.precision, test_view=config.test_view), device=device,
+                        distributed=distributed)
     _, eval_transform = evaluator.transforms(model)
     index = _ItemIndex(tasks)
     dataset = LabeledImageDataset(index.items, transform)
@@ -458,7 +460,7 @@ def run_meta_recipe(recipe: dict, roots: Mapping[str, str | Path], out_dir: str 
         return result
     result.checkpoint = save_checkpoint(out / "model.safetensors", state, {
         **bundle.config, "trained_parameters": sorted(state), "recipe": recipe.get("name"),
-        "meta": config.to_dict(), "final_support_loss": last.support_loss, "final_query_loss": last.query_loss,
+        "view": config.test_view, "meta": config.to_dict(), "final_support_loss": last.support_loss, "final_query_loss": last.query_loss,
         "final_metrics": last.metrics, "tasks": [t.name for t in tasks],
     })
     write_unit_result(out, {"epochs": [dataclasses.asdict(e) for e in result.epochs]}, run_id=run_id)

@@ -25,8 +25,9 @@ from ..backbones.precision import autocast_context, resolve_precision
 from .config import TrainConfig
 from .data import Batch, TrainItem, make_loader
 from .objectives import GROUPED_LOSSES, get_loss
+from ..imaging.views import pool_scores
 from .resume import STATE_DIR, atomic_write_lines, clear_loop_state, load_loop_state, save_loop_state
-from .transforms import ImageTransform
+from .transforms import ImageTransform, ViewEvalTransform, make_eval_transform
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,16 @@ class Trainer:
         self.loss_fn = get_loss(config.loss)
 
     # -- helpers -----------------------------------------------------------------------------------
-    def transforms(self, model: nn.Module) -> tuple[ImageTransform, ImageTransform]:
+    def transforms(self, model: nn.Module) -> tuple[ImageTransform, ViewEvalTransform]:
+        """(train: native random crops + flips unless the recipe pre-resizes; evaluate: the test view)."""
         info = model.backbone.info
         c = self.config
-        train = ImageTransform(info.mean, info.std, resize=c.train_resize, crop=c.crop, train=True, hflip=c.hflip)
-        evaluate = ImageTransform(info.mean, info.std, resize=info.image_size, crop=info.image_size, train=False)
+        dataset_resize = tuple(sorted((str(k), int(v)) for k, v in c.dataset_resize.items()))
+        train = ImageTransform(info.mean, info.std, resize=c.train_resize, crop=c.crop, train=True, hflip=c.hflip,
+                               dataset_resize=dataset_resize)
+        conv = getattr(getattr(model.backbone.clip, "visual", None), "conv1", None)
+        patch = int(conv.kernel_size[0]) if conv is not None else 16
+        evaluate = make_eval_transform(c.test_view, info, patch=patch, dataset_resize=dataset_resize)
         return train, evaluate
 
     def _forward(self, model: nn.Module, batch: Batch):
@@ -124,8 +130,9 @@ class Trainer:
             return model(pixels)
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, items: Sequence[TrainItem], transform: ImageTransform) -> np.ndarray:
-        """Scores for ``items`` (NaN where an image failed to decode)."""
+    def predict(self, model: nn.Module, items: Sequence[TrainItem], transform) -> np.ndarray:
+        """Scores for ``items`` (NaN where an image failed to decode); under a multi-input test view the
+        mean over each image's inputs (``imaging.views.pool_scores``, as ``perceptiq score`` pools)."""
         was_training = model.training
         model.eval()
         all_items = items
@@ -135,8 +142,17 @@ class Trainer:
         loader = make_loader(items, transform, batch_size=self.config.eval_batch_size, shuffle=False,
                              num_workers=self.config.workers)
         for batch in loader:
-            if len(batch):
+            if not len(batch):
+                continue
+            if batch.input_counts is None:
                 scores[batch.indices] = self._forward(model, batch).scores.float().cpu().numpy()
+                continue
+            counts = batch.input_counts
+            expanded = dataclasses.replace(batch, prompt_keys=[k for k, n in zip(batch.prompt_keys, counts)
+                                                               for _ in range(n)])
+            flat = self._forward(model, expanded).scores.float().cpu().tolist()
+            offsets = np.cumsum([0, *counts])
+            scores[batch.indices] = [pool_scores(flat[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
         model.train(was_training)
         if self.distributed is not None:
             scores = self.distributed.gather_scores(scores, len(all_items))

@@ -179,3 +179,40 @@ def test_page_asks_for_the_token_when_the_server_has_one(browser, assessor, tmp_
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result.done"))
         shown = browser.find_element(By.CSS_SELECTOR, "#results .result.done .score").text
     assert shown == f"{expected_score(assessor, image):.4f}"
+
+
+def test_page_draws_the_quality_map_of_a_crops_view(browser, server_url, assessor, tmp_path):
+    """View crops:16 picked on the page: the score is the 16 crops' mean, and the overlay on the picture
+    is red at the centre of the worst crop and green at the centre of the best (as `score --map` draws).
+    900 x 900 pixels: the 4 x 4 grid of 224 crops does not overlap, so each centre has one crop's colour."""
+    path = tmp_path / "square.png"
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:900, 0:900].astype(np.float32)
+    pixels = np.stack([xx / 4, yy / 4, 128 + 100 * np.sin(xx / 9) * np.cos(yy / 13)], axis=-1)
+    pixels[:, 450:] += rng.normal(0, 60, pixels[:, 450:].shape)     # one half noisy: crops differ
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
+    (expected,) = assessor.score(path, view="crops:16")
+
+    browser.get(server_url)
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(lambda d: "test-tiny" in d.find_element(By.ID, "model-info").text)
+    assert browser.find_element(By.CSS_SELECTOR, "#view option[value='']").text == "model default (resize)"
+    Select(browser.find_element(By.ID, "view")).select_by_value("crops:16")
+    browser.find_element(By.ID, "file-input").send_keys(str(path))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .result.done canvas[data-drawn='1']"))
+    item = browser.find_element(By.CSS_SELECTOR, "#results .result.done")
+    assert item.find_element(By.CSS_SELECTOR, ".score").text == f"{expected.score:.4f}"
+    canvas = item.find_element(By.CSS_SELECTOR, "canvas")
+    assert canvas.get_attribute("data-crops") == "16"
+    side = int(canvas.get_attribute("width"))
+
+    def colour_at(box):
+        x, y = int((box[0] + box[2]) / 2 * side), int((box[1] + box[3]) / 2 * side)
+        return browser.execute_script(
+            "return Array.from(arguments[0].getContext('2d').getImageData(arguments[1], arguments[2], 1, 1).data);",
+            canvas, x, y)
+
+    red = colour_at(expected.boxes[int(np.argmin(expected.crop_scores))])
+    green = colour_at(expected.boxes[int(np.argmax(expected.crop_scores))])
+    assert red[0] - red[1] > 40 and green[1] - green[0] > 40, (red, green)
+    assert "16 crops" in item.find_element(By.CSS_SELECTOR, "figcaption").text

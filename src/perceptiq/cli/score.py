@@ -42,6 +42,10 @@ def score_command(
     max_pixels: int = typer.Option(200_000_000, "--max-pixels", metavar="N", min=1,
                                    help="Images with more pixels become error rows."),
     progress: bool = progress_option(),
+    map_dir: Optional[Path] = typer.Option(None, "--map", metavar="DIR",
+                                           help="Also write a quality map per image, DIR/<name>.png: the picture "
+                                                "with its per-crop scores as a heat map (needs a crops view, "
+                                                "e.g. --view crops:16)."),
     engine: Engine = typer.Option(Engine.local, "--engine", case_sensitive=False,
                                   help="local, or ray: a Ray Data pipeline (needs the ray extra: pip install "
                                        "'perceptiq[ray]'); --workers then sets a local Ray's CPUs."),
@@ -55,6 +59,12 @@ def score_command(
     if resume and output is None:
         fail("--resume needs --output" + (" (a .csv/.jsonl file or a shard folder)" if engine is Engine.ray
                                           else " FILE"))
+    if map_dir is not None:
+        if engine is Engine.ray:
+            fail("--map works with --engine local only")
+        if view is not None and not view.startswith("crops:"):
+            fail(f"--map needs per-crop scores: a crops view such as --view crops:16 (not --view {view})")
+        check_output_folder(map_dir, overwrite=overwrite or resume, what="--map")
     if engine is Engine.ray:
         _check_ray_output(output, overwrite, resume)
     else:
@@ -86,6 +96,14 @@ def score_command(
         fail(error_text(err))
     info = assessor.describe()
     typer.echo(describe_model_line(info, info["device"], info["precision"], f"view {info['view']}"), err=True)
+    maps = None
+    if map_dir is not None:
+        if assessor.view.kind != "crops":
+            fail(f"--map needs per-crop scores, and {info['model']}'s view is {info['view']}: add a crops view "
+                 "such as --view crops:16")
+        from ..imaging.maps import QualityMapWriter
+
+        maps = QualityMapWriter(map_dir, higher_is_better=info["higher_is_better"])
     columns = default_output_columns(assessor)
     summary = RunSummary()
     try:
@@ -94,11 +112,17 @@ def score_command(
     except ResultFileError as err:
         fail(str(err))
     with writer:
-        for _ in score_paths(assessor, files, batch_size=batch_size, num_workers=workers, writer=writer,
+        for row in score_paths(assessor, files, batch_size=batch_size, num_workers=workers, writer=writer,
                              skip=done, summary=summary, progress=progress,
                              extra_columns=tuple(c for c in columns if c not in ("path", "score", "error"))):
-            pass
+            if maps is not None and row["score"] is not None:
+                try:
+                    maps.write(row["path"], row["boxes"], row["crop_scores"])
+                except Exception as err:  # noqa: BLE001 — a map is a by-product; the scores go on
+                    typer.echo(f"warning: no quality map for {row['path']} ({type(err).__name__}: {err})", err=True)
     typer.echo(summary.format(), err=True)
+    if maps is not None:
+        typer.echo(f"wrote {maps.written} quality map(s) to {map_dir}", err=True)
     if summary.n_scored == 0 and summary.n_skipped == 0:
         raise typer.Exit(1)
 

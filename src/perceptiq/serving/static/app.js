@@ -9,6 +9,7 @@ const page = {
   token: document.getElementById("token"),
   task: document.getElementById("task"),
   scene: document.getElementById("scene"),
+  view: document.getElementById("view"),
   dropZone: document.getElementById("drop-zone"),
   fileInput: document.getElementById("file-input"),
   sort: document.getElementById("sort"),
@@ -20,7 +21,8 @@ const page = {
 
 // What the server told us in GET v1/models; defaults until then.
 const server = { scoreRange: [0, 1], higherIsBetter: true, maxFiles: 32, maxUploadBytes: 20 * 1024 * 1024 };
-// One entry per picked file: {order, name, file, url, state: "pending"|"done"|"failed", score, scene, error}
+// One entry per picked file: {order, name, file, url, state: "pending"|"done"|"failed", score, scene, error,
+// cropScores, boxes} (boxes: [left, top, right, bottom] as fractions of the image, one per crop)
 let entries = [];
 let nextOrder = 0;
 
@@ -71,6 +73,7 @@ function showModel(info) {
   page.modelScope.hidden = !(info.knows || info.does_not_know);
   fillOptions(page.task, info.tasks, info.task);
   fillOptions(page.scene, info.scenes, info.scene);
+  page.view.options[0].textContent = "model default (" + info.view + ")";
 }
 
 function fillOptions(select, values, current) {
@@ -87,7 +90,7 @@ function addFiles(fileList) {
   const added = [];
   for (const file of fileList) {
     const entry = { order: nextOrder++, name: file.name, file, url: URL.createObjectURL(file),
-                    state: "pending", score: null, scene: null, error: null };
+                    state: "pending", score: null, scene: null, error: null, cropScores: [], boxes: [] };
     if (file.size > server.maxUploadBytes) {
       fail(entry, "over upload limit (" + file.size + " bytes > " + server.maxUploadBytes + ")");
     } else {
@@ -127,6 +130,7 @@ async function postChunk(chunk) {
   for (const entry of chunk) form.append("files", entry.file, entry.name);
   if (page.task.value) form.append("task", page.task.value);
   if (page.scene.value) form.append("scene", page.scene.value);
+  if (page.view.value) form.append("view", page.view.value);
   let response, body;
   try {
     response = await fetch("v1/score", { method: "POST", body: form, headers: authHeaders() });
@@ -140,6 +144,8 @@ async function postChunk(chunk) {
       chunk[i].state = "done";
       chunk[i].score = result.score;
       chunk[i].scene = result.scene;
+      chunk[i].cropScores = result.crop_scores || [];
+      chunk[i].boxes = result.boxes || [];
     });
     return { done: true };
   }
@@ -208,7 +214,63 @@ function renderEntry(entry) {
   }
   item.append(thumb, element("span", "name", entry.name), bar, score, scene);
   if (entry.error) item.appendChild(element("span", "error", entry.error));
+  if (entry.state === "done" && entry.cropScores.length > 1) item.appendChild(qualityMap(entry));
   return item;
+}
+
+// Quality map: the picture with each pixel tinted by the mean score of the crops covering it, red (the
+// image's worst crop) through yellow to green (its best), as `perceptiq score --map` draws it.
+const RAMP = [[215, 48, 39], [254, 224, 139], [26, 152, 80]];
+
+function rampColour(value) {
+  const v = Math.min(1, Math.max(0, value));
+  const [a, b, t] = v < 0.5 ? [RAMP[0], RAMP[1], v / 0.5] : [RAMP[1], RAMP[2], (v - 0.5) / 0.5];
+  return a.map((x, i) => x + (b[i] - x) * t);
+}
+
+function qualityMap(entry) {
+  const figure = element("figure", "quality-map");
+  const canvas = element("canvas");
+  canvas.dataset.crops = String(entry.cropScores.length);
+  const lo = Math.min(...entry.cropScores), hi = Math.max(...entry.cropScores);
+  const caption = element("figcaption", "muted", entry.cropScores.length + " crops: worst " + lo.toFixed(4) +
+    " (red) … best " + hi.toFixed(4) + " (green)");
+  figure.append(canvas, caption);
+  const picture = new Image();
+  picture.onload = () => {
+    const scale = Math.min(1, 420 / picture.naturalWidth);
+    const w = Math.max(1, Math.round(picture.naturalWidth * scale));
+    const h = Math.max(1, Math.round(picture.naturalHeight * scale));
+    canvas.width = w;
+    canvas.height = h;
+    const context = canvas.getContext("2d");
+    context.drawImage(picture, 0, 0, w, h);
+    const image = context.getImageData(0, 0, w, h);
+    const total = new Float64Array(w * h), count = new Uint16Array(w * h);
+    entry.boxes.forEach(([left, top, right, bottom], k) => {
+      const x0 = Math.round(left * w), x1 = Math.max(Math.round(right * w), x0 + 1);
+      const y0 = Math.round(top * h), y1 = Math.max(Math.round(bottom * h), y0 + 1);
+      for (let y = y0; y < Math.min(y1, h); y++) {
+        for (let x = x0; x < Math.min(x1, w); x++) {
+          total[y * w + x] += entry.cropScores[k];
+          count[y * w + x] += 1;
+        }
+      }
+    });
+    const good = server.higherIsBetter;
+    for (let p = 0; p < w * h; p++) {
+      if (!count[p]) continue;
+      let value = hi > lo ? (total[p] / count[p] - lo) / (hi - lo) : 0.5;
+      if (!good) value = 1 - value;
+      const colour = rampColour(value);
+      const grey = (image.data[4 * p] + image.data[4 * p + 1] + image.data[4 * p + 2]) / 3;
+      for (let c = 0; c < 3; c++) image.data[4 * p + c] = 0.5 * grey + 0.5 * colour[c];
+    }
+    context.putImageData(image, 0, 0);
+    canvas.dataset.drawn = "1";
+  };
+  picture.src = entry.url;
+  return figure;
 }
 
 function element(tag, className, text) {

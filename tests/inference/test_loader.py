@@ -13,6 +13,10 @@ from perceptiq.inference.images import ImageDecodeError, clip_preprocess, load_r
 from perceptiq.inference.loader import (
     ImagePathDataset,
     ScoringBatch,
+    MAX_AUTO_WORKERS,
+    DecodePlan,
+    InProcessScoringLoader,
+    auto_decode_plan,
     auto_num_workers,
     collate_scoring_batch,
     make_scoring_loader,
@@ -121,10 +125,10 @@ def reference_rows(paths):
     return rows
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_loader_keeps_input_order_with_errors_in_place(mixed_inputs, num_workers):
+@pytest.mark.parametrize("num_workers, decode_threads", [(0, 1), (0, 3), (2, None)])
+def test_loader_keeps_input_order_with_errors_in_place(mixed_inputs, num_workers, decode_threads):
     paths, reasons = mixed_inputs
-    rows = run_loader(paths, batch_size=3, num_workers=num_workers)
+    rows = run_loader(paths, batch_size=3, num_workers=num_workers, decode_threads=decode_threads)
     expected = reference_rows(paths)
     assert [r[:2] for r in rows] == [(i, p) for i, p in enumerate(paths)]
     assert [r[3] for r in rows] == [e[3] for e in expected]
@@ -175,10 +179,39 @@ def test_collate_rejects_mixed_tensor_shapes():
         collate_scoring_batch([(0, "a", torch.zeros(3, 4, 4), None), (1, "b", torch.zeros(3, 5, 5), None)])
 
 
-def test_auto_num_workers_never_exceeds_batches_or_cap():
-    assert auto_num_workers(0, 32) == 0
-    assert auto_num_workers(1, 32) == 1
-    assert 1 <= auto_num_workers(10_000, 32) <= 4
+def test_auto_decode_plan_by_device_and_core_count():
+    # a CPU model: decode in process, one thread per core (at most the batch), never worker processes
+    assert auto_decode_plan(10_000, 8, "cpu", cpus=2) == DecodePlan(workers=0, threads=2)
+    assert auto_decode_plan(10_000, 4, "cpu", cpus=16) == DecodePlan(workers=0, threads=4)
+    assert auto_num_workers(10_000, 32) == 0
+    # a GPU model: processes on all cores but the one feeding the GPU, no more than there are batches
+    assert auto_decode_plan(10_000, 32, "cuda", cpus=16) == DecodePlan(workers=15, threads=1)
+    assert auto_decode_plan(40, 32, "cuda", cpus=16).workers == 2
+    assert auto_decode_plan(10_000, 32, "cuda", cpus=1).workers == 1
+    assert auto_decode_plan(10_000, 32, "cuda", cpus=256).workers == MAX_AUTO_WORKERS
+    assert auto_decode_plan(0, 32, "cuda", cpus=16).workers == 0
+    # an explicit choice is kept
+    assert auto_decode_plan(10_000, 8, "cpu", num_workers=3, cpus=2) == DecodePlan(workers=3, threads=1)
+    with pytest.raises(ValueError, match="num_workers"):
+        auto_decode_plan(10, 8, "cpu", num_workers=-1)
+
+
+def test_in_process_loader_decodes_a_batch_only_when_asked(tmp_path):
+    """Turn-taking: batch k+1 is decoded after the consumer is done with batch k, never ahead of it."""
+    paths = [str(save_image(tmp_path / f"{i}.png", (10, 10), (i, 0, 0))) for i in range(6)]
+    decoded = []
+
+    def recording(image):
+        decoded.append(image.getpixel((0, 0))[0])
+        return PREPROCESS(image)
+
+    loader = make_scoring_loader(paths, preprocess=recording, batch_size=2, num_workers=0, decode_threads=2)
+    assert isinstance(loader, InProcessScoringLoader) and len(loader) == 3
+    seen = []
+    for batch in loader:
+        assert len(decoded) == 2 * (len(seen) + 1)        # this batch, nothing of the next one yet
+        seen.append(batch.paths)
+    assert seen == [paths[0:2], paths[2:4], paths[4:6]] and sorted(decoded) == list(range(6))
 
 
 def test_loader_on_empty_input_and_bad_arguments():

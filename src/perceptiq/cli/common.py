@@ -216,9 +216,10 @@ def batch_size_option(default: int = 32):
 
 
 def workers_option():
-    return typer.Option(None, "--workers", min=0, metavar="N", help="Image decode worker processes (default: automatic, "
-                                                       "at most the CPUs this process may use; 0 = decode "
-                                                       "in the main process).")
+    return typer.Option(None, "--workers", min=0, metavar="N", help="Image decode worker processes (default: automatic: "
+                                                       "on a CPU model 0, on a GPU one all cores but one; 0 = "
+                                                       "decode in this process, one thread per core, between "
+                                                       "model calls).")
 
 
 def splits_option(help: str, default=None, **extra):

@@ -39,6 +39,8 @@ def score_paths(
     region (fractions of the image). ``writer`` receives each batch's rows restricted to its columns
     (then ``flush()``), ``skip`` holds paths already done (resume), ``summary`` is updated in place. Bad
     files become rows with ``error`` set; the run goes on.
+    ``num_workers=None`` places decoding by ``loader.auto_decode_plan`` (CPU model: threads in this
+    process between model calls; GPU model: worker processes).
     """
     files = list_inputs(paths)
     if skip:
@@ -52,7 +54,7 @@ def score_paths(
     loader = make_scoring_loader(
         files, preprocess=transform, batch_size=batch_size, num_workers=num_workers,
         pin_memory=assessor.device.type == "cuda", target_short_side=transform.decode_short_side,
-        max_pixels=assessor.max_pixels,
+        max_pixels=assessor.max_pixels, device=assessor.device,
     )
     bar = None
     if progress:

@@ -14,6 +14,7 @@ from perceptiq.benchmark import (
     BenchConfig, backbone_tower_macs, check_targets, count_flops, forward_flops, vit_image_tower_macs,
 )
 from perceptiq.benchmark import pyiqa_driver
+from perceptiq.benchmark.interleaved import InterleavedResult, Round, measure_interleaved, rotated
 from perceptiq.benchmark.workload import write_jpegs
 from perceptiq.models import build_model
 
@@ -122,6 +123,106 @@ def test_mfu_is_judged_in_bf16_where_measured_and_end_to_end_at_its_steady_rate(
     assert checks["end_to_end_vs_model"]["met"] is True
 
 
+def _round(index, bare, model, e2e, load=1.0):
+    return Round(index=index, order=rotated(("bare", "model", "end_to_end"), index), bare_by_variant=bare,
+                 model=model, end_to_end=e2e, end_to_end_whole=e2e * 0.9, load_average=load)
+
+
+def test_interleaved_ratios_are_medians_of_per_round_ratios():
+    # the load moves between rounds; each round's ratio is taken within the round, then the median
+    rounds = [_round(0, {"autocast": 1.0, "bf16_weights": 2.0}, 1.9, 1.8, load=9.0),   # 0.95, 0.947
+              _round(1, {"autocast": 4.0, "bf16_weights": 5.0}, 4.0, 4.0, load=3.0),   # 0.80, 1.0
+              _round(2, {"autocast": 10.0, "bf16_weights": 9.0}, 9.9, 8.0, load=1.0)]  # 0.99, 0.808
+    result = InterleavedResult(model="zero-shot", arch="x", precision="bf16", batch_size=8, n_images=24,
+                               decode="in process", rounds=rounds)
+    summary = result.summary()
+    assert summary["model_vs_bare"] == pytest.approx(0.95)             # the bar is the faster bare variant
+    assert summary["model_vs_bare_range"] == pytest.approx([0.8, 0.99])
+    assert summary["end_to_end_vs_model"] == pytest.approx(1.8 / 1.9)
+    assert summary["model"] == 4.0 and summary["bare_by_variant"] == {"autocast": 4.0, "bf16_weights": 5.0}
+    assert summary["load_average_range"] == [1.0, 9.0]
+    assert [r.order[0] for r in rounds] == ["bare", "model", "end_to_end"]     # each part leads once
+    assert "compiled_vs_model" not in summary
+    for one, compiled in zip(rounds, (2.0, 4.4, 9.9)):                     # 1.05, 1.1, 1.0
+        one.compiled = compiled
+    result.compile_s = 12.0
+    assert result.summary()["compiled_vs_model"] == pytest.approx(2.0 / 1.9)
+    assert result.summary()["compile_s"] == 12.0
+    # the targets judge these medians (bf16, the operating precision) over the table rows
+    checks = {c["name"]: c for c in check_targets({"inference": [], "interleaved": [result.to_dict()]})}
+    assert checks["model_vs_bare_open_clip"]["measured"] == pytest.approx(0.95)
+    assert checks["model_vs_bare_open_clip"]["met"] is True
+    assert checks["end_to_end_vs_model"]["measured"] == pytest.approx(1.8 / 1.9)
+    assert checks["end_to_end_vs_model"]["met"] is True and "load average 1.0-9.0" in checks["end_to_end_vs_model"]["detail"]
+
+
+def test_interleaved_rounds_run_on_tiny(tmp_path):
+    from perceptiq.inference import load_model
+
+    assessor = load_model("zero-shot", backbone="test-tiny", weights="random", precision="fp32")
+    paths = write_jpegs(tmp_path, 6, width=96, height=64)
+    result = measure_interleaved("zero-shot", assessor, paths, arch="test-tiny", batch_size=2, rounds=2,
+                                 min_seconds=0.01)
+    assert [r.order for r in result.rounds] == [["bare", "model", "end_to_end"], ["model", "end_to_end", "bare"]]
+    assert all(set(r.bare_by_variant) == {"fp32"} and r.model > 0 and r.end_to_end > 0 for r in result.rounds)
+    assert result.decode.startswith("in process")
+    assert set(result.to_dict()["summary"]) >= {"model_vs_bare", "end_to_end_vs_model", "load_average_range"}
+
+
+def test_view_costs_and_crops_ratio_on_tiny(tmp_path):
+    from perceptiq.benchmark.views import measure_views
+    from perceptiq.inference import load_model
+
+    assessor = load_model("zero-shot", backbone="test-tiny", weights="random", precision="fp32")
+    paths = write_jpegs(tmp_path, 3, width=320, height=256)
+    result = measure_views("zero-shot", assessor, paths, ("resize", "crops:4", "full"), batch_size=4, rounds=2)
+    costs = result.costs
+    assert [costs[v].inputs_per_image for v in ("resize", "crops:4", "full")] == [1, 4, 1]
+    assert costs["crops:4"].input_shape == costs["resize"].input_shape == [3, 224, 224]
+    # crops are model inputs of the resize view's size: exactly 4x its FLOPs
+    assert costs["crops:4"].flops_per_image == 4 * costs["resize"].flops_per_image
+    # full: the whole 320x256 image (multiples of the patch), more tokens than one 224 input
+    assert costs["full"].input_shape[1:] == [256, 320]
+    assert costs["full"].flops_per_image > costs["resize"].flops_per_image
+    assert costs["full"].megapixels_per_image == pytest.approx(320 * 256 / 1e6)
+    assert [r["order"][0] for r in result.rounds] == ["resize", "crops:4"]
+    summary = result.to_dict()["summary"]
+    assert set(summary["views"]) == {"resize", "crops:4", "full"}
+    assert set(summary["crops_cost_vs_n_resize"]) == {"crops:4"}
+    full = summary["views"]["full"]
+    assert full["seconds_per_megapixel"] == pytest.approx(1 / (full["images_per_s"] * 320 * 256 / 1e6))
+
+
+def test_crops_ratio_is_per_round_and_judged_at_most():
+    from perceptiq.benchmark.views import ViewCost, ViewsResult
+
+    cost = lambda view, k: ViewCost(view=view, inputs_per_image=k, input_shape=[3, 224, 224],  # noqa: E731
+                                    megapixels_per_image=k * 0.05, flops_per_image=k * 10**9)
+    result = ViewsResult(model="zero-shot", precision="bf16", batch_size=8, n_images=4, decode="in process",
+                         costs={"resize": cost("resize", 1), "crops:15": cost("crops:15", 15)})
+    # round 1 quiet, round 2 under load: each round's own resize is the yardstick
+    result.rounds = [{"order": [], "load_average": 1.0, "images_per_s": {"resize": 9.0, "crops:15": 0.5}},
+                     {"order": [], "load_average": 9.0, "images_per_s": {"resize": 1.5, "crops:15": 0.1}},
+                     {"order": [], "load_average": 2.0, "images_per_s": {"resize": 9.0, "crops:15": 0.5}}]
+    ratios = result.summary()["crops_cost_vs_n_resize"]["crops:15"]
+    assert ratios["median"] == pytest.approx(1.2) and ratios["range"] == pytest.approx([1.0, 1.2])
+    check = {c["name"]: c for c in check_targets({"inference": [], "views": [result.to_dict()]})}
+    assert check["crops_cost_vs_n_resize"]["measured"] == pytest.approx(1.2)
+    assert check["crops_cost_vs_n_resize"]["met"] is False              # at most 1.1
+    for one in (result.rounds[0], result.rounds[2]):
+        one["images_per_s"]["crops:15"] = 0.6                            # 9 / 0.6 / 15 = 1.0
+    check = {c["name"]: c for c in check_targets({"inference": [], "views": [result.to_dict()]})}
+    assert check["crops_cost_vs_n_resize"]["met"] is True
+
+
+def test_peer_driver_counts_flops_with_our_counter():
+    counter = pyiqa_driver.load_flop_counter()
+    layer = torch.nn.Linear(8, 4, bias=False)
+    assert counter.count_flops(layer, torch.zeros(3, 8)).total == 2 * 3 * 8 * 4
+    assert set(pyiqa_driver.METRIC_VIEWS) == set(pyiqa_driver.METRIC_BACKBONES)
+    assert pyiqa_driver.METRIC_VIEWS["liqe"][1] == "crops:15" and pyiqa_driver.METRIC_VIEWS["clipiqa"][1] == "full"
+
+
 def test_targets_without_the_peer_are_not_judged():
     checks = {c["name"]: c for c in check_targets({"inference": [], "peer": {"skipped": "--no-peer"}})}
     assert all(c["met"] is None for c in checks.values())
@@ -182,6 +283,7 @@ def test_bench_command_quick_on_tiny_writes_sane_json(tmp_path):
     out = tmp_path / "bench.json"
     done = CliRunner().invoke(app, ["--quick", "--backbone", "test-tiny", "--no-peer", "--output", str(out),
                                     "--n-images", "24", "--min-seconds", "0.05", "--precisions", "fp32",
+                                    "--rounds", "2", "--views", "resize,crops:3,full",
                                     "--train-batch-size", "2", "--train-steps", "1"])
     assert done.exit_code == 0, done.output
     result = json.loads(out.read_text())
@@ -202,5 +304,14 @@ def test_bench_command_quick_on_tiny_writes_sane_json(tmp_path):
     assert all(t["steps_per_s"] > 0 and t["flops_per_step"] > 0 for t in result["training"])
     assert result["peer"] == {"skipped": "--no-peer"}
     assert [t["name"] for t in result["targets"]] == [
-        "end_to_end_vs_pyiqa_clipiqa", "model_mfu", "end_to_end_vs_model", "gamma_mfu_vs_zero_shot"]
+        "end_to_end_vs_pyiqa_clipiqa", "model_mfu", "model_vs_bare_open_clip", "end_to_end_vs_model",
+        "gamma_mfu_vs_zero_shot", "crops_cost_vs_n_resize", "gpu_resize_end_to_end"]
+    assert {t["name"]: t["met"] for t in result["targets"]}["gpu_resize_end_to_end"] is None   # a CPU run
+    (views,) = result["views"]
+    assert set(views["summary"]["views"]) == {"resize", "crops:3", "full"}
+    assert views["costs"]["crops:3"]["flops_per_image"] == 3 * views["costs"]["resize"]["flops_per_image"]
+    (interleaved,) = result["interleaved"]
+    assert interleaved["precision"] == "fp32" and len(interleaved["rounds"]) == 2
+    assert {t["name"]: t["measured"] for t in result["targets"]}["model_vs_bare_open_clip"] == \
+        interleaved["summary"]["model_vs_bare"] > 0
     assert "model_mfu" in done.output    # the table is printed

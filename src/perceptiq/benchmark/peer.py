@@ -3,9 +3,13 @@
 pyiqa is never a dependency of perceptiq. It is installed on first use into its own virtual environment
 (default ``~/.cache/perceptiq/pyiqa-venv``; ``$PERCEPTIQ_PYIQA_VENV`` overrides), with the pins that make
 pyiqa 0.1.16 install (``setuptools<81`` for its ``pkg_resources`` import, ``openai-clip`` from its sdist
-built without isolation) and the same torch as perceptiq's. A marker file written after a successful
-install makes later runs skip pip entirely. ``pyiqa_driver.py`` (beside this file) runs inside that
-environment in a subprocess and writes JSON, which is read back here.
+built without isolation). The peer must run on *perceptiq's own torch* (like for like), so the new
+environment sees this interpreter's site-packages through a ``.pth`` file placed after its own: pip finds
+torch/torchvision already satisfied (nothing is downloaded or replaced; pip never uninstalls outside the
+environment it installs into) and installs only pyiqa's other requirements, which shadow the host's.
+A marker file written after a successful install makes later runs skip pip entirely.
+``pyiqa_driver.py`` (beside this file) runs inside that environment in a subprocess and writes JSON,
+which is read back here.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
@@ -26,6 +31,7 @@ PEER_INSTALL_STEPS = (
 )
 DEFAULT_PEER_METRICS = ("clipiqa", "liqe")
 _MARKER = "perceptiq-peer-ready.json"
+_HOST_PTH = "perceptiq-host-site-packages.pth"
 DRIVER = Path(__file__).with_name("pyiqa_driver.py")
 
 
@@ -71,11 +77,30 @@ def ensure_peer_venv(venv: Path | None = None, *, log=print) -> PeerEnvironment:
     log(f"peer: creating {venv} with pyiqa {PYIQA_VERSION} (once; later runs reuse it)")
     venv.parent.mkdir(parents=True, exist_ok=True)
     _run([sys.executable, "-m", "venv", "--clear", str(venv)], "creating the virtual environment")
+    _link_host_site_packages(python)
     for step in PEER_INSTALL_STEPS:
         args = [a.format(**pins) for a in step]
         _run([str(python), "-m", "pip", "install", "--quiet", *args], f"pip install {' '.join(args)}")
     marker.write_text(json.dumps({"pyiqa": PYIQA_VERSION, **pins}))
     return PeerEnvironment(venv, python, time.perf_counter() - start, False)
+
+
+def host_site_packages() -> list[str]:
+    """This interpreter's site-packages folders (where its torch is installed)."""
+    paths = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+    return sorted(p for p in paths if os.path.isdir(p))
+
+
+def _link_host_site_packages(python: Path) -> Path:
+    """Write a ``.pth`` into the peer venv's site-packages naming the host's: appended to ``sys.path``
+    after the venv's own folder, so the host's torch is used and the venv's own packages win."""
+    done = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise PeerUnavailable(f"cannot locate the peer venv's site-packages: {done.stderr.strip()[-300:]}")
+    pth = Path(done.stdout.strip()) / _HOST_PTH
+    pth.write_text("".join(path + "\n" for path in host_site_packages()))
+    return pth
 
 
 def _run(command: list[str], what: str) -> None:

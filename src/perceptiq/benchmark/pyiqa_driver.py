@@ -16,6 +16,10 @@ the name is mapped to the file by wrapping the ``load`` that LIQE's module calls
 point at an empty folder (the caller does this) so LIQE's text-feature cache is computed afresh from the
 random weights and nothing is fetched from the network.
 
+FLOPs: counted with perceptiq's own counter (``flops.py`` beside this file, loaded by path: it imports
+only torch, which is the same torch here), over one ``metric(x)`` call on one decoded image, with
+attention included (fused MHA path off, the CPU attention kernels given formulas).
+
 Timings (median of repeated calls after a warm-up):
 * ``model``: ``metric(x)`` on a tensor batch of decoded images already in memory, at the images' own size
   (that is what pyiqa feeds these models: CLIP-IQA runs at native resolution, LIQE cuts 224² patches);
@@ -40,6 +44,9 @@ CLIP_SHAPES = {
                      transformer_heads=8, transformer_layers=12),
 }
 METRIC_BACKBONES = {"clipiqa": "RN50", "liqe": "ViT-B/32"}
+# What each metric feeds its network (pyiqa's documented behaviour), and the perceptiq view it compares with.
+METRIC_VIEWS = {"clipiqa": ("the whole image at full resolution", "full"),
+                "liqe": ("15 patches of 224x224 at native resolution", "crops:15")}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
@@ -93,6 +100,18 @@ def _median_time(fn, device, min_seconds: float, min_calls: int = 2) -> tuple[fl
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times), len(times), first
+
+
+def load_flop_counter():
+    """perceptiq's ``flops`` module, loaded from the file beside this one (no perceptiq install needed)."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flops.py")
+    spec = importlib.util.spec_from_file_location("perceptiq_bench_flops", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # dataclasses look their module up while building the class
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_random_clip(backbone: str, folder: str, seed: int) -> str:
@@ -202,8 +221,15 @@ def run(args: argparse.Namespace) -> dict:
             if str(args.device).startswith("cuda"):
                 torch.cuda.synchronize()
             e2e_s = time.perf_counter() - start
+            try:
+                flops_per_image = load_flop_counter().count_flops(metric, x[:1]).total
+            except Exception as err:  # the timing stands without the count
+                print(f"pyiqa {name}: FLOP count failed ({type(err).__name__}: {err})", file=sys.stderr)
+                flops_per_image = None
         result["metrics"][name] = {
             "backbone": METRIC_BACKBONES[name], "weights": "random (state dict, no download)",
+            "input": METRIC_VIEWS[name][0], "compare_with_view": METRIC_VIEWS[name][1],
+            "flops_per_image": flops_per_image,
             "model_images_per_s": args.batch_size / model_s, "model_seconds_per_call": model_s,
             "model_calls": model_calls, "first_call_s": first_s,
             "end_to_end_images_per_s": len(paths) / e2e_s, "end_to_end_seconds": e2e_s,

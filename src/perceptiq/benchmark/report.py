@@ -14,6 +14,51 @@ def _pct(value) -> str:
     return "-" if value is None else f"{value:.0%}"
 
 
+def _views_tables(result: dict) -> list[str]:
+    """Each view end to end, and the like-for-like table: a view beside the pyiqa metric that sees the
+    image the same way (LIQE's 15 native patches beside crops:15, CLIP-IQA's full image beside full)."""
+    lines, rows = [], []
+    for entry in result["views"]:
+        for view, v in entry["summary"]["views"].items():
+            crops = entry["summary"]["crops_cost_vs_n_resize"].get(view)
+            rows.append([entry["model"], entry["precision"], view, str(v["inputs_per_image"]),
+                         f"{v['input_shape'][2]}x{v['input_shape'][1]}", f"{v['images_per_s']:.3f}",
+                         f"{v['gflops_per_image']:.1f}", f"{v['achieved_gflops_per_s']:.1f}",
+                         f"{v['seconds_per_megapixel']:.3f}",
+                         "-" if crops is None else f"{crops['median']:.3f} [{crops['range'][0]:.2f}-{crops['range'][1]:.2f}]"])
+    first = result["views"][0]
+    loads = first["summary"].get("load_average_range")
+    lines.append(f"views, end to end from the same {first['n_images']} JPEGs ({first['decode']}; medians of "
+                 f"{len(first['rounds'])} interleaved rounds" + (f", load average {loads[0]:.1f}-{loads[1]:.1f}" if loads else "") + "):")
+    lines.append(_table(["model", "prec", "view", "inputs", "input", "img/s", "GFLOPs/img", "GFLOP/s", "s/MP",
+                         "crops cost / N resize"], rows))
+    peer = (result.get("peer") or {}).get("metrics", {})
+    pairs = []
+    for entry in result["views"]:
+        for metric, figures in peer.items():
+            view = figures.get("compare_with_view")
+            ours = entry["summary"]["views"].get(view)
+            if ours is None:
+                continue
+            flops = figures.get("flops_per_image")
+            pairs.append([view, f"perceptiq {entry['model']} ({entry['precision']})", f"{ours['images_per_s']:.3f}",
+                          f"{ours['gflops_per_image']:.1f}", f"pyiqa {metric} ({figures['backbone']}, fp32; {figures.get('input', '?')})",
+                          f"{figures['end_to_end_images_per_s']:.3f}", "-" if flops is None else f"{flops / 1e9:.1f}",
+                          f"{ours['images_per_s'] / figures['end_to_end_images_per_s']:.2f}x"])
+    if pairs:
+        lines.append("")
+        lines.append("like for like, same files, same run (pyiqa with RANDOM weights of its metrics' architectures: "
+                     "speed only, its scores mean nothing):")
+        lines.append(_table(["view", "perceptiq", "img/s", "GFLOPs/img", "peer", "img/s", "GFLOPs/img", "speed-up"],
+                            pairs))
+    return lines
+
+
+def _ratio(summary: dict, key: str) -> str:
+    low, high = summary[key + "_range"]
+    return f"{summary[key]:.3f} [{low:.2f}-{high:.2f}]"
+
+
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
@@ -42,6 +87,25 @@ def format_report(result: dict) -> str:
              "-" if r["compile_s"] is None else f"{r['compile_s']:.1f}"] for r in result["inference"]]
     parts.append(_table(["model", "mode", "prec", "compiled", "batch", "img/s", "steady", "GFLOP/s", "MFU",
                          "host GiB", "GPU GiB", "compile s"], rows))
+    if result.get("interleaved"):
+        parts.append("")
+        parts.append("same-process ratios (interleaved rounds, order rotated; medians, [min-max] over rounds):")
+        rows = []
+        for entry in result["interleaved"]:
+            summary = entry["summary"]
+            loads = summary.get("load_average_range")
+            rows.append([entry["model"], entry["precision"], str(entry["batch_size"]), str(len(entry["rounds"])),
+                         " / ".join(f"{k} {v:.2f}" for k, v in summary["bare_by_variant"].items()),
+                         f"{summary['model']:.2f}", f"{summary['end_to_end']:.2f}",
+                         _ratio(summary, "model_vs_bare"), _ratio(summary, "end_to_end_vs_model"),
+                         "-" if "compiled_vs_model" not in summary else
+                         _ratio(summary, "compiled_vs_model") + f" (compile {entry['compile_s']:.0f} s)",
+                         "-" if not loads else f"{loads[0]:.1f}-{loads[1]:.1f}", entry["decode"]])
+        parts.append(_table(["model", "prec", "batch", "rounds", "bare open_clip img/s", "model img/s",
+                             "e2e img/s", "model/bare", "e2e/model", "compiled/model", "load avg", "decode"], rows))
+    if result.get("views"):
+        parts.append("")
+        parts.extend(_views_tables(result))
     if result.get("training"):
         parts.append("")
         rows = [[t["kind"], t["precision"], str(t["images_per_step"]), f"{t['steps_per_s']:.3f}",

@@ -20,6 +20,8 @@ import torch
 from ..inference import Assessor, cpu_supports_bf16, resolve_device
 from ..models import build_model
 from .flops import backbone_tower_macs, forward_flops
+from .interleaved import measure_interleaved
+from .views import DEFAULT_VIEWS, measure_views
 from .matmul import measure_matmul_rate
 from .targets import check_targets
 from .throughput import measure_end_to_end, measure_model
@@ -57,6 +59,10 @@ class BenchConfig:
     train_steps: int | None = None
     meta_tasks: int | None = None
     peer_images: int | None = None
+    interleaved_rounds: int | None = None         # same-process ratio rounds (0: none)
+    views: tuple[str, ...] = DEFAULT_VIEWS        # zero-shot through each view, same files as the peer ('': none)
+    view_rounds: int | None = None
+    interleaved_batch: int | None = None
     matmul_sizes: tuple[int, ...] | None = None
     seed: int = 0
     command: str = ""
@@ -81,12 +87,17 @@ class BenchConfig:
             train_steps=pick(self.train_steps, 1, 2, 10),
             meta_tasks=pick(self.meta_tasks, 2, 2, 5),
             peer_images=pick(self.peer_images, 4, 8, 256),
+            interleaved_rounds=pick(self.interleaved_rounds, 3, 5, 3),
+            view_rounds=pick(self.view_rounds, 2, 3, 3),
+            # the scorer's default batch (32) in a full run; quick keeps its one batch size
+            interleaved_batch=pick(self.interleaved_batch, 8, 32, 128),
             matmul_sizes=tuple(pick(self.matmul_sizes, (1024, 2048), (1024, 2048, 3072), (4096, 8192))),
         )
         if self.precisions is None:
             native_bf16 = torch.cuda.is_bf16_supported() if gpu else cpu_supports_bf16()
             values["precisions"] = ("fp32", "bf16") if native_bf16 else ("fp32",)
         values["models"] = tuple(self.models)
+        values["views"] = tuple(self.views)
         values["training"] = tuple(self.training)
         return BenchConfig(**values)
 
@@ -177,7 +188,7 @@ def run_benchmark(config: BenchConfig, *, log: Callable[[str], None] = print) ->
                             seed=config.seed)
         result["workload"] = {"n_images": len(paths), "width": config.image_width, "height": config.image_height,
                               "mean_file_bytes": mean_file_bytes(paths), "format": "JPEG quality 90"}
-        result["flops"], result["inference"] = {}, []
+        result["flops"], result["inference"], result["interleaved"], result["views"] = {}, [], [], []
         for name in config.models:
             _bench_model(name, config, device, paths, result, progress)
             _measure_matmul(config, device, result, log)
@@ -261,7 +272,36 @@ def _bench_model(name: str, config: BenchConfig, device: torch.device, paths: li
             _fill_flops(figure, counted.at_batch(batch_size) / batch_size, result)
             result["inference"].append(figure.to_dict())
             log(_describe(figure))
+        if name == "zero-shot" and config.interleaved_rounds:
+            _bench_interleaved(name, assessor, config, paths, result, progress)
+        # every view in the operating precision (the last: bf16 where native); a full run adds the others
+        if name == "zero-shot" and config.views and (precision == config.precisions[-1] or not config.quick):
+            _bench_views(name, assessor, config, paths, result, progress)
     del bundle, module
+
+
+def _bench_views(name: str, assessor: Assessor, config: BenchConfig, paths: list[str], result: dict,
+                 progress: _Progress) -> None:
+    """Each view end to end on the files the peer reads (the first ``peer_images``), interleaved rounds."""
+    figure = measure_views(name, assessor, paths[:config.peer_images], config.views,
+                           batch_size=config.interleaved_batch, rounds=config.view_rounds,
+                           num_workers=config.decode_workers, log=progress.log)
+    result["views"].append(figure.to_dict())
+
+
+def _bench_interleaved(name: str, assessor: Assessor, config: BenchConfig, paths: list[str], result: dict,
+                       progress: _Progress) -> None:
+    """Same-process ratios (model vs bare open_clip, end to end vs model), interleaved rounds."""
+    batch = config.interleaved_batch
+    needed = 3 * batch                      # a steady end-to-end rate needs batches after the first
+    if len(paths) < needed:
+        progress.note(f"interleaved ratios at batch {batch} use the first {len(paths)} JPEGs "
+                      f"(fewer than 3 batches: the end-to-end rate includes start-up)")
+    figure = measure_interleaved(name, assessor, paths[:max(needed, batch)], arch=config.arch, batch_size=batch,
+                                 rounds=config.interleaved_rounds, num_workers=config.decode_workers,
+                                 min_seconds=min(config.min_seconds, 2.0), seed=config.seed,
+                                 compile=bool(config.compile), log=progress.log)
+    result["interleaved"].append(figure.to_dict())
 
 
 def _fill_flops(figure, flops_per_image: float, result: dict) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..inference import Assessor, score_paths
-from ..inference.loader import auto_num_workers
+from ..inference.loader import auto_decode_plan
 from ..inference.precision import autocast_context
 from .timing import FigureRecord, synchronize, time_calls, track_peak_memory
 
@@ -34,7 +34,8 @@ class InferenceFigure(FigureRecord):
     n_images: int
     calls: int
     compile_s: float | None = None
-    decode_workers: int | None = None
+    decode_workers: int | None = None           # DataLoader processes (0: decoded in process, see decode_threads)
+    decode_threads: int | None = None
     n_errors: int = 0
     steady_images_per_s: float | None = None      # end to end after the first batch (see measure_end_to_end)
     flops_per_image: float | None = None
@@ -73,8 +74,9 @@ def measure_model(name: str, module: torch.nn.Module, *, batch_size: int, image_
 
 
 def measure_end_to_end(name: str, assessor: Assessor, paths: list[str], *, batch_size: int,
-                       num_workers: int | None) -> InferenceFigure:
-    """Images/s of ``score_paths`` over ``paths`` (decode in ``num_workers`` DataLoader workers).
+                       num_workers: int | None, view: str = "resize") -> InferenceFigure:
+    """Images/s of ``score_paths`` over ``paths`` through ``view`` (default ``resize``: one 224 input per
+    image, what the model-bound rows measure), decoding placed by ``num_workers`` (None: automatic).
 
     ``images_per_s`` is the whole run, worker start-up and the first batch's decode included.
     ``steady_images_per_s`` counts from the first batch's rows to the last row: the rate of a long run,
@@ -83,7 +85,8 @@ def measure_end_to_end(name: str, assessor: Assessor, paths: list[str], *, batch
     rows, first_batch_at = [], None
     with track_peak_memory(assessor.device) as peak:
         start = time.perf_counter()
-        for row in score_paths(assessor, paths, batch_size=batch_size, num_workers=num_workers, progress=False):
+        for row in score_paths(assessor, paths, view=view, batch_size=batch_size, num_workers=num_workers,
+                               progress=False):
             rows.append(row)
             if first_batch_at is None and len(rows) >= min(batch_size, len(paths)):
                 first_batch_at = time.perf_counter()
@@ -93,14 +96,14 @@ def measure_end_to_end(name: str, assessor: Assessor, paths: list[str], *, batch
     errors = [row for row in rows if row["error"]]
     if len(rows) != len(paths):
         raise RuntimeError(f"end-to-end benchmark: {len(rows)} rows for {len(paths)} files")
-    workers = auto_num_workers(len(paths), batch_size) if num_workers is None else num_workers
+    plan = auto_decode_plan(len(paths), batch_size, assessor.device, num_workers)
     n_batches = -(-len(paths) // batch_size)
     after_first = len(paths) - min(batch_size, len(paths))
     steady = after_first / (end - first_batch_at) if after_first and first_batch_at and end > first_batch_at else None
     figure = InferenceFigure(
         model=name, mode="end_to_end", precision=assessor.precision, compiled=False, batch_size=batch_size,
         images_per_s=len(paths) / elapsed, seconds_per_batch=elapsed / n_batches, n_images=len(paths),
-        calls=n_batches, decode_workers=workers, n_errors=len(errors), steady_images_per_s=steady,
+        calls=n_batches, decode_workers=plan.workers, decode_threads=plan.threads, n_errors=len(errors), steady_images_per_s=steady,
     )
     figure.add_memory(peak)
     return figure

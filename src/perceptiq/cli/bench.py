@@ -30,6 +30,29 @@ def _split(text: Optional[str], what: str, cast=str, choices: Optional[tuple] = 
     return values
 
 
+def _views(text: str) -> tuple:
+    """--views "resize,crops:15,full" -> views. Commas also separate a view's own options
+    ("crops:10,random,full"): a part that does not start a new view belongs to the one before. Checked
+    here, before any model is built."""
+    from perceptiq.imaging.views import ViewError, parse_view
+
+    if not text.strip():
+        return ()
+    views, current = [], ""
+    for part in (p.strip() for p in text.split(",")):
+        if part.split(":")[0].split("=")[0] in ("resize", "crops", "full") or not current:
+            if current:
+                views.append(current)
+            current = part
+        else:
+            current += "," + part
+    views.append(current)
+    try:
+        return tuple(str(parse_view(v)) for v in views)
+    except ViewError as err:
+        raise typer.BadParameter(f"--views: {err}") from None
+
+
 MODELS = ("zero-shot", "gamma", "grmp-iqa")
 PRECISIONS = ("fp32", "bf16")
 TRAINING = ("gamma-mixed", "grmp-qgr", "grmp-meta")
@@ -66,6 +89,15 @@ def bench_command(
                                                    help="Images per training step (default: quick 2, full 8)."),
     train_steps: Optional[int] = typer.Option(None, "--train-steps", metavar="N", min=1,
                                               help="Timed Trainer steps (default: quick 1, full 2)."),
+    rounds: Optional[int] = typer.Option(None, "--rounds", metavar="N", min=0,
+                                         help="Interleaved same-process rounds for the ratio targets (model vs bare "
+                                              "open_clip, end to end vs model; default: quick 3, full 5; 0: none)."),
+    rounds_batch: Optional[int] = typer.Option(None, "--rounds-batch", metavar="N", min=1,
+                                               help="Batch size of those rounds (default: quick 8, full 32 = the "
+                                                    "scorer's default)."),
+    views: str = typer.Option("resize,crops:15,full", "--views", metavar="LIST",
+                              help="Views to time end to end (zero-shot, on the peer's files; '' for none). "
+                                   "LIQE is compared with crops:15, CLIP-IQA with full."),
     progress: bool = progress_option(),
 ) -> None:
     """Measure throughput (model-bound and end to end from JPEG), FLOPs, MFU, training speed and the pyiqa peer."""
@@ -78,7 +110,8 @@ def bench_command(
         precisions=_split(precisions, "--precisions", choices=PRECISIONS), compile=compile, peer=peer,
         training=_split(training, "--training", choices=TRAINING) if training.strip() else (),
         n_images=n_images, threads=threads, decode_workers=workers, min_seconds=min_seconds,
-        train_batch_size=train_batch_size, train_steps=train_steps,
+        train_batch_size=train_batch_size, train_steps=train_steps, interleaved_rounds=rounds,
+        interleaved_batch=rounds_batch, views=_views(views),
         command="perceptiq " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     try:

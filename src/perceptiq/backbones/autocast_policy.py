@@ -37,6 +37,14 @@ import torch
 from torch import nn
 
 
+def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in fp32, or left in fp64: what score heads, routers and losses compute in.
+
+    ``.float()`` would also turn an fp64 model's values into fp32, so a reference run in fp64 (the tests
+    compare fp32 results against one, docs/training.md "Tolerances") would carry fp32 rounding."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 class Float32PatchEmbedding(nn.Conv2d):
     """``nn.Conv2d`` that computes in its weights' dtype even under autocast (the pixels are cast to it).
 

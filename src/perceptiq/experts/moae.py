@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backbones.autocast_policy import at_least_float32
 from .router import DEFAULT_ROUTER_INIT_STD, Router
 
 
@@ -166,7 +167,7 @@ class MixtureOfAssessmentExperts(nn.Module):
         if self.last_router_probs is None:
             raise RuntimeError("no router probabilities recorded: set record_routing = True and run a forward pass")
         token_axis = 1 if self.batch_first else 0
-        return self.last_router_probs.float().mean(dim=token_axis)
+        return at_least_float32(self.last_router_probs).mean(dim=token_axis)
 
     def extra_repr(self) -> str:
         return (f"n_experts={self.n_experts}, use_sigma={self.use_sigma}, "

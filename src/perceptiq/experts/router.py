@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbones.autocast_policy import at_least_float32
+
 # Why random and not zero: the adaptive experts start as identical copies of one FFN. With W = 0 every
 # token is routed uniformly, so every expert receives the same gradient and the router receives none
 # (its gradient is a weighted difference of identical expert outputs) -- the experts would stay copies
@@ -38,4 +40,4 @@ class Router(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = F.linear(x, self.weight)
         # Softmax in float32 so half-precision inference gives the same routing as training.
-        return torch.softmax(logits.float(), dim=-1).to(x.dtype)
+        return torch.softmax(at_least_float32(logits), dim=-1).to(x.dtype)

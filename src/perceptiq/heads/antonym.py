@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..backbones.autocast_policy import at_least_float32
+
 
 def antonym_probability(image_features: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
                         inv_temperature: torch.Tensor | float) -> torch.Tensor:
@@ -19,8 +21,8 @@ def antonym_probability(image_features: torch.Tensor, positive: torch.Tensor, ne
     scores) would keep ~3 significant digits, and near-equal images would tie.
     """
     with torch.autocast(image_features.device.type, enabled=False):
-        image_features = F.normalize(image_features.float(), dim=-1)
-        pos = image_features @ F.normalize(positive.float(), dim=-1).t()   # [B,P]
-        neg = image_features @ F.normalize(negative.float(), dim=-1).t()   # [B,P]
+        image_features = F.normalize(at_least_float32(image_features), dim=-1)
+        pos = image_features @ F.normalize(at_least_float32(positive), dim=-1).t()   # [B,P]
+        neg = image_features @ F.normalize(at_least_float32(negative), dim=-1).t()   # [B,P]
         logits = torch.stack([pos, neg], dim=-1) * inv_temperature          # [B,P,2]
         return torch.softmax(logits, dim=-1)[..., 0].mean(dim=-1)

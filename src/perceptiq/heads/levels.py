@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbones.autocast_policy import at_least_float32
+
 
 def level_probabilities(image_features: torch.Tensor, level_features: torch.Tensor,
                         inv_temperature: torch.Tensor | float) -> torch.Tensor:
@@ -21,8 +23,8 @@ def level_probabilities(image_features: torch.Tensor, level_features: torch.Tens
     (bf16 cosines would round the scores to ~3 significant digits).
     """
     with torch.autocast(image_features.device.type, enabled=False):
-        image_features = F.normalize(image_features.float(), dim=-1)
-        level_features = F.normalize(level_features.float(), dim=-1)
+        image_features = F.normalize(at_least_float32(image_features), dim=-1)
+        level_features = F.normalize(at_least_float32(level_features), dim=-1)
         if level_features.dim() == 2:
             logits = image_features @ level_features.t()
         else:

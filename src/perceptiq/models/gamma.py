@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbones.autocast_policy import at_least_float32
 from ..backbones import ClipBackbone
 from ..experts import TOWERS, experts_bypassed, find_moae, insert_moae, routing_recorded, set_forced_expert
 from ..experts.router import DEFAULT_ROUTER_INIT_STD
@@ -199,7 +200,7 @@ class GammaModel(CachesTextFeatures, nn.Module):
         return {str(key): prompt_key_texts(key)}
 
     def inv_temperature(self) -> torch.Tensor | float:
-        return 1.0 / self.tau if self.tau is not None else self.backbone.logit_scale.float()
+        return 1.0 / self.tau if self.tau is not None else at_least_float32(self.backbone.logit_scale)
 
     # -- text features ---------------------------------------------------------------------------------
     @property
@@ -215,7 +216,7 @@ class GammaModel(CachesTextFeatures, nn.Module):
         texts = [text for key in keys for text in prompt_key_texts(key)]
         device = self.level_values.device
         tokens = self.backbone.tokenize(texts).to(device)
-        features = self.backbone.encode_text(tokens).float()
+        features = at_least_float32(self.backbone.encode_text(tokens))
         return features.reshape(len(keys), -1, features.shape[-1])
 
     def level_text_features(self, keys: list[str]) -> torch.Tensor:
@@ -240,14 +241,14 @@ class GammaModel(CachesTextFeatures, nn.Module):
         prompts = scene_classifier_prompts()
         tokens = self.backbone.tokenize([prompts[s] for s in self.scene_order]).to(self.level_values.device)
         with experts_bypassed(self.text_experts):
-            return self.backbone.encode_text(tokens).float()
+            return at_least_float32(self.backbone.encode_text(tokens))
 
     # -- scenes ----------------------------------------------------------------------------------------
     @torch.no_grad()
     def classify_scenes(self, pixels: torch.Tensor) -> list[str]:
         """Zero-shot scene of each image from the original CLIP features (all experts bypassed)."""
         with experts_bypassed(self.visual_experts):
-            image = self.backbone.encode_image(pixels).float()
+            image = at_least_float32(self.backbone.encode_image(pixels))
         logits = image @ self._cached(SCENE_CLASSIFIER_KEY).t()
         return [self.scene_order[i] for i in logits.argmax(dim=-1).tolist()]
 
@@ -270,7 +271,7 @@ class GammaModel(CachesTextFeatures, nn.Module):
     # -- forward ---------------------------------------------------------------------------------------
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """I' of Eq. 1: adapter applied to CLIP's L2-normalised image feature: [B,3,S,S] -> [B,D]."""
-        return self.adapter(self.backbone.encode_image(pixels).float())
+        return self.adapter(at_least_float32(self.backbone.encode_image(pixels)))
 
     def forward(self, pixels: torch.Tensor, *, prompt_keys: list[str] | None = None) -> ScoreOutput:
         keys = self.resolve_prompt_keys(pixels, prompt_keys)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbones.autocast_policy import at_least_float32
 from ..backbones import ClipBackbone
 from ..heads import antonym_probability
 from ..prompts import check_task, quality_class_words, semantic_prompts
@@ -56,7 +57,8 @@ def grmp_quality_loss(p_high: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if not _is_vmapped(y) and bool(((y < 0) | (y > 1) | torch.isnan(y)).any()):
         raise ValueError(f"grmp_quality_loss: targets must be MOS rescaled to [0, 1], got values in "
                          f"[{y.min().item():.4g}, {y.max().item():.4g}]")
-    return F.binary_cross_entropy(p_high.float(), y.float())
+    p_high = at_least_float32(p_high)
+    return F.binary_cross_entropy(p_high, y.to(p_high.dtype))
 
 
 class GRMPModel(CachesTextFeatures, nn.Module):
@@ -165,7 +167,7 @@ class GRMPModel(CachesTextFeatures, nn.Module):
             image_features = self.image_features(pixels)
         text = self.backbone.encode_text(self.semantic_tokens)          # current parameters, every call
         logits = self.backbone.logit_scale * F.normalize(image_features, dim=-1) @ text.t()
-        return torch.log_softmax(logits.float(), dim=-1)
+        return torch.log_softmax(at_least_float32(logits), dim=-1)
 
     def semantic_probabilities(self, pixels: torch.Tensor | None = None, *,
                                image_features: torch.Tensor | None = None) -> torch.Tensor:
@@ -189,7 +191,7 @@ class GRMPModel(CachesTextFeatures, nn.Module):
             raise RuntimeError("the original CLIP is no longer available: backbone weights were made "
                                "trainable or loaded without a snapshot; call snapshot_original() (or build "
                                "with keep_original=True) before changing backbone weights")
-        return torch.softmax((scale * features @ text.t()).float(), dim=-1)
+        return torch.softmax(at_least_float32(scale * features @ text.t()), dim=-1)
 
     @torch.no_grad()
     def snapshot_original(self) -> None:

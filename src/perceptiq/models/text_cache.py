@@ -11,6 +11,8 @@ from typing import Callable, Iterable
 
 import torch
 
+from ..backbones.autocast_policy import at_least_float32
+
 
 def _is_functorch_tensor(tensor: torch.Tensor) -> bool:
     if torch.compiler.is_compiling():   # not traceable by dynamo; torch.func is not combined with compile here
@@ -58,7 +60,7 @@ class TextFeatureCache:
             # computed once and enter every score, so their rounding would bias every comparison
             device_type = sources[0].device.type if sources else "cpu"
             with torch.inference_mode(False), torch.no_grad(), torch.autocast(device_type, enabled=False):
-                self._values[key] = compute().float()
+                self._values[key] = at_least_float32(compute())
         return self._values[key]
 
     def clear(self) -> None:

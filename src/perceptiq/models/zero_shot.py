@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..backbones.autocast_policy import at_least_float32
 from ..backbones import ClipBackbone
 from ..heads import antonym_probability, level_expectation
 from ..prompts import antonym_pairs, check_scene, check_task, scene_classifier_prompts, scene_level_prompts
@@ -52,7 +53,7 @@ class ZeroShotAssessor(nn.Module):
     def _encode(self, texts: list[str]) -> torch.Tensor:
         device = next(self.backbone.parameters()).device
         tokens = self.backbone.tokenize(texts).to(device)
-        return self.backbone.encode_text(tokens).float()
+        return at_least_float32(self.backbone.encode_text(tokens))
 
     @torch.no_grad()
     def _build_text_features(self) -> None:
@@ -79,13 +80,13 @@ class ZeroShotAssessor(nn.Module):
 
     def classify_scene(self, image_features: torch.Tensor) -> torch.Tensor:
         """Index into ``scene_order`` of each image's most likely scene; [B,D] -> [B]."""
-        logits = image_features.float() @ self.scene_features.t()
+        logits = at_least_float32(image_features) @ self.scene_features.t()
         return logits.argmax(dim=-1)
 
     def forward(self, pixels: torch.Tensor) -> ScoreOutput:
         """pixels [B,3,S,S] (CLIP-normalised) -> ScoreOutput(scores [B], scenes)."""
-        image_features = self.backbone.encode_image(pixels).float()
-        inv_t = self.backbone.logit_scale.float()
+        image_features = at_least_float32(self.backbone.encode_image(pixels))
+        inv_t = at_least_float32(self.backbone.logit_scale)
         if self.method == "antonym":
             scores = antonym_probability(image_features, self.positive_features, self.negative_features, inv_t)
             return ScoreOutput(scores)

@@ -4,10 +4,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..backbones.autocast_policy import at_least_float32
+
 
 def mse_loss(scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Gamma section 4.2: MSE between predicted scores and MOS normalised to [0, 1]."""
-    return F.mse_loss(scores.float(), targets.float())
+    scores = at_least_float32(scores)
+    return F.mse_loss(scores, targets.to(scores.dtype))
 
 
 def bce_loss(p_high: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -16,8 +19,8 @@ def bce_loss(p_high: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     A target a little outside [0, 1] (a label past a nominal range, e.g. LIVE's realigned DMOS above
     Table 9's 100) is taken at the nearest end: a probability cannot be asked to exceed 1.
     """
-    p = p_high.float().clamp(1e-6, 1 - 1e-6)
-    return F.binary_cross_entropy(p, targets.float().clamp(0.0, 1.0))
+    p = at_least_float32(p_high).clamp(1e-6, 1 - 1e-6)
+    return F.binary_cross_entropy(p, targets.to(p.dtype).clamp(0.0, 1.0))
 
 
 def pairwise_ranking_loss(p_high: torch.Tensor, targets: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -29,10 +32,10 @@ def pairwise_ranking_loss(p_high: torch.Tensor, targets: torch.Tensor, groups: t
     of one image, which is certain for synthetic levels of the same content. Mean over such pairs;
     0 when there are none.
     """
-    p = p_high.float().clamp(1e-6, 1 - 1e-6)
+    p = at_least_float32(p_high).clamp(1e-6, 1 - 1e-6)
     z = torch.log(p) - torch.log1p(-p)
     same = groups.view(-1, 1) == groups.view(1, -1)
-    better = targets.float().view(-1, 1) > targets.float().view(1, -1)
+    better = targets.view(-1, 1) > targets.view(1, -1)
     pairs = same & better
     if not bool(pairs.any()):
         return z.sum() * 0.0

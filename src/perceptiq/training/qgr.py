@@ -26,6 +26,8 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..backbones.autocast_policy import at_least_float32
+
 GradientList = list[torch.Tensor]
 ReduceFn = Callable[[GradientList], GradientList]
 
@@ -94,7 +96,7 @@ def semantic_kl_loss(p_sem: torch.Tensor, log_p_qua: torch.Tensor) -> torch.Tens
     if p_sem.shape != log_p_qua.shape:
         raise ValueError(f"semantic_kl_loss: p_sem {tuple(p_sem.shape)} and log p_qua "
                          f"{tuple(log_p_qua.shape)} must have the same shape")
-    return F.kl_div(log_p_qua.float(), p_sem.float(), reduction="batchmean")
+    return F.kl_div(at_least_float32(log_p_qua), at_least_float32(p_sem), reduction="batchmean")
 
 
 def qgr_step(model, pixels: torch.Tensor, targets: torch.Tensor, lam: float, *,

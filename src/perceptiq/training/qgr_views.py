@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..backbones.autocast_policy import at_least_float32
 from ..experts import experts_bypassed, find_moae
 from ..heads import level_expectation
 from ..models.gamma import GammaModel
@@ -81,7 +82,8 @@ class GammaQGRView:
             image_features = self.image_features(pixels)
         backbone = self.model.backbone
         text = backbone.encode_text(self._semantic_tokens())
-        logits = backbone.logit_scale * F.normalize(image_features.float(), dim=-1) @ text.float().t()
+        image_features = F.normalize(at_least_float32(image_features), dim=-1)
+        logits = backbone.logit_scale * image_features @ at_least_float32(text).t()
         return torch.log_softmax(logits, dim=-1)
 
     @torch.no_grad()
@@ -91,8 +93,8 @@ class GammaQGRView:
         modules = find_moae(backbone)
         with experts_bypassed(modules):
             if self._original_text is None or self._original_text.device != pixels.device:
-                self._original_text = backbone.encode_text(self._semantic_tokens()).float()
-            image = backbone.encode_image(pixels).float()
+                self._original_text = at_least_float32(backbone.encode_text(self._semantic_tokens()))
+            image = at_least_float32(backbone.encode_image(pixels))
         return torch.softmax(backbone.logit_scale * image @ self._original_text.t(), dim=-1)
 
 

@@ -30,6 +30,41 @@ def test_hand_computation_in_two_dimensions():
         assert info["angle_deg"] == pytest.approx(math.degrees(math.acos(3 / math.sqrt(10))))
 
 
+# Two tensors, worked by hand. G_qua = ([3, 4], [1]), G_sem = ([1, 0], [2]).
+#   whole vector: dot = 3*1 + 4*0 + 1*2 = 5, |G_sem|^2 = 1 + 4 = 5, coefficient lam * 5 / 5 = lam
+#   per tensor:   t1: dot 3, |s1|^2 1 -> coefficient 3 lam;  t2: dot 2, |s2|^2 4 -> coefficient lam / 2
+@pytest.mark.parametrize("lam, whole, per_tensor", [
+    (1.0, ([2.0, 4.0], [-1.0]), ([0.0, 4.0], [0.0])),
+    (5.0, ([-2.0, 4.0], [-9.0]), ([-12.0, 4.0], [-4.0])),
+])
+def test_whole_vector_and_per_tensor_projection_by_hand(lam, whole, per_tensor):
+    g_qua, g_sem = [t(3, 4), t(1)], [t(1, 0), t(2)]
+    for granularity, expected in (("whole", whole), ("per-tensor", per_tensor)):
+        out, info = quality_gradient_regularization(g_qua, g_sem, lam, granularity)
+        for got, want in zip(out, expected):
+            torch.testing.assert_close(got, t(*want))
+        assert info["granularity"] == granularity and info["projected"]
+        assert info["dot"] == pytest.approx(5.0)                      # the angle is always the whole one
+        assert info["angle_deg"] == pytest.approx(math.degrees(math.acos(5 / (math.sqrt(26) * math.sqrt(5)))))
+    assert info["projected_tensors"] == 2
+
+
+def test_per_tensor_projection_leaves_tensors_with_a_non_positive_dot_or_zero_g_sem_alone():
+    # G_qua = ([3, 4], [-1], [7]), G_sem = ([1, 0], [2], [0]), lam 1, by hand:
+    #   whole: dot = 3 - 2 + 0 = 1 > 0, |G_sem|^2 = 5, coefficient 0.2 -> ([2.8, 4], [-1.4], [7])
+    #   per tensor: t1 dot 3 > 0 -> [0, 4]; t2 dot -2 -> unchanged [-1]; t3 G_sem zero -> unchanged [7]
+    g_qua, g_sem = [t(3, 4), t(-1), t(7)], [t(1, 0), t(2), t(0)]
+    out, info = quality_gradient_regularization(g_qua, g_sem, 1.0, "whole")
+    for got, want in zip(out, ([2.8, 4.0], [-1.4], [7.0])):
+        torch.testing.assert_close(got, t(*want))
+    out, info = quality_gradient_regularization(g_qua, g_sem, 1.0, "per-tensor")
+    for got, want in zip(out, ([0.0, 4.0], [-1.0], [7.0])):
+        torch.testing.assert_close(got, t(*want))
+    assert info["projected_tensors"] == 1
+    with pytest.raises(ValueError, match="granularity 'layer'"):
+        quality_gradient_regularization(g_qua, g_sem, 1.0, "layer")
+
+
 def test_not_positive_dot_leaves_the_gradient_unchanged():
     for g_qua, g_sem in [(t(-1, 2), t(1, 0)),        # obtuse: dot = -1
                          (t(3, 2), t(-1, 1.5))]:     # exactly orthogonal: dot = 0
@@ -164,3 +199,23 @@ def test_all_reduce_mean_on_a_single_process_group(tmp_path):
         torch.testing.assert_close(flatten_grads(reduced), t(0, 1, 2, 3, 4, 5, 7))
     finally:
         dist.destroy_process_group()
+
+
+def test_the_trainer_projects_per_tensor_when_the_recipe_says_so(tmp_path):
+    from perceptiq.training import TrainConfig, Trainer, TrainItem
+
+    from ..conftest import textured_image
+
+    items = []
+    for i in range(4):
+        path = tmp_path / f"{i}.png"
+        textured_image(i, (32, 32)).save(path)
+        items.append(TrainItem(str(path), i / 3, "toy"))
+    model = GRMPModel(create_backbone("test-tiny", "random"), n_visual_tokens=1)
+    model.set_trainable("prompts+last1")
+    config = TrainConfig(epochs=1, batch_size=4, optimizer="sgd", lr=1e-3, loss="bce", step="qgr",
+                         qgr_granularity="per-tensor", hflip=False)
+    step = Trainer(config).fit(model, items).steps[0]
+    assert step["granularity"] == "per-tensor" and "projected_tensors" in step
+    with pytest.raises(ValueError, match="qgr_granularity"):
+        TrainConfig(qgr_granularity="layer")

@@ -9,6 +9,7 @@ from typing import Any
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("constant", "cosine", "step")
 STEPS = ("standard", "qgr")
+QGR_GRANULARITIES = ("whole", "per-tensor")   # = training.qgr.GRANULARITIES (config imports no torch code)
 LOSSES = ("mse", "bce", "bce+rank")
 
 
@@ -35,6 +36,7 @@ class TrainConfig:
     rank_weight: float = 1.0              # bce+rank: weight of the within-image ranking term
     step: str = "standard"                # standard | qgr (GRMP Eq. 7-8)
     qgr_lambda: float = 5.0
+    qgr_granularity: str = "whole"        # whole (one vector; the paper) | per-tensor (Eq. 8 per parameter tensor)
     crops_per_image: int = 1              # GRMP fully supervised: 10 random crops per image
     train_resize: int | None = None       # short side before the random crop; None = native size (default)
     dataset_resize: dict[str, int] = field(default_factory=dict)  # per dataset short side (train and test)
@@ -54,6 +56,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS), ("step", STEPS),
+                              ("qgr_granularity", QGR_GRANULARITIES),
                               ("loss", LOSSES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"train.{name} = {getattr(self, name)!r}: choose one of {', '.join(allowed)}")

@@ -12,7 +12,9 @@ The update direction is (Eq. 8)
     G_qgr = G_qua                                                 otherwise
 
 lam = 1 removes the component of G_qua along G_sem; lam = 0 is plain fine-tuning (CoOp); the paper uses
-lam = 5. Dot products and norms run over *all* parameters as one flattened vector.
+lam = 5. By default (``granularity="whole"``, what the paper implies: one angle between G_qua and G_sem,
+Fig. 4b) dot products and norms run over *all* parameters as one flattened vector; ``"per-tensor"``
+applies Eq. 8 to each parameter tensor on its own (its own dot, norm and sign test).
 
 Distributed training: QGR must see the global gradients, so ``qgr_step`` applies ``reduce_fn`` (e.g. an
 all-reduce mean) to G_qua and to G_sem *before* projecting; run it on the unwrapped module (not a
@@ -60,16 +62,27 @@ def _check_pair(g_qua: Sequence[torch.Tensor], g_sem: Sequence[torch.Tensor]) ->
                              f"{tuple(s.shape)} in G_sem")
 
 
+GRANULARITIES = ("whole", "per-tensor")
+
+
 def quality_gradient_regularization(g_qua: Sequence[torch.Tensor], g_sem: Sequence[torch.Tensor],
-                                    lam: float) -> tuple[GradientList, dict]:
+                                    lam: float, granularity: str = "whole") -> tuple[GradientList, dict]:
     """Eq. 8 on gradient lists -> (G_qgr list, info).
 
+    granularity: ``"whole"`` (default) treats all tensors as one vector G: one dot product, one sign
+    test, one coefficient ``lam * (G_qua . G_sem) / |G_sem|^2`` for every tensor. ``"per-tensor"`` applies
+    Eq. 8 to each tensor t separately: ``g_t - lam * (g_t . s_t) / |s_t|^2 * s_t`` where ``g_t . s_t > 0``,
+    else ``g_t`` unchanged (also where ``s_t`` is zero).
+
     info: ``dot`` (G_qua . G_sem), ``cos`` and ``angle_deg`` between them (NaN when either is zero),
-    ``norm_qua``, ``norm_sem``, ``projected`` (whether the projection was applied), ``lam``. The angle is
-    reported for every lam, including 0 (Fig. 4b).
+    ``norm_qua``, ``norm_sem``, ``projected`` (whether the projection was applied; per-tensor: to any
+    tensor), ``lam``, ``granularity``; per-tensor adds ``projected_tensors`` (how many). The angle is always
+    the whole-vector angle, reported for every lam, including 0 (Fig. 4b).
     """
     if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"QGR: lam must be a finite number >= 0, got {lam!r}")
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"QGR: granularity {granularity!r}: choose one of {', '.join(GRANULARITIES)}")
     _check_pair(g_qua, g_sem)
     dot = _dot(g_qua, g_sem)
     norm_qua = _dot(g_qua, g_qua).sqrt()
@@ -80,14 +93,27 @@ def quality_gradient_regularization(g_qua: Sequence[torch.Tensor], g_sem: Sequen
         angle = math.degrees(math.acos(cos))
     else:
         cos = angle = float("nan")
+    info = {"dot": float(dot), "cos": cos, "angle_deg": angle, "norm_qua": float(norm_qua),
+            "norm_sem": float(norm_sem), "lam": float(lam), "granularity": granularity}
+    if granularity == "per-tensor":
+        result, n_projected = [], 0
+        for q, s in zip(g_qua, g_sem):
+            dot_t = (q.double() * s.double()).sum()
+            if lam > 0 and float(dot_t) > 0:       # > 0 implies |s_t| > 0
+                coefficient = lam * dot_t / (s.double() * s.double()).sum()
+                result.append(q - coefficient.to(q.dtype) * s)
+                n_projected += 1
+            else:
+                result.append(q.clone())
+        info.update(projected=n_projected > 0, projected_tensors=n_projected)
+        return result, info
     projected = bool(float(dot) > 0) and lam > 0
     if projected:
         coefficient = (lam * dot / sem_sq)
         result = [q - (coefficient.to(q.dtype) * s) for q, s in zip(g_qua, g_sem)]
     else:
         result = [q.clone() for q in g_qua]
-    info = {"dot": float(dot), "cos": cos, "angle_deg": angle, "norm_qua": float(norm_qua),
-            "norm_sem": float(norm_sem), "projected": projected, "lam": float(lam)}
+    info["projected"] = projected
     return result, info
 
 
@@ -101,7 +127,8 @@ def semantic_kl_loss(p_sem: torch.Tensor, log_p_qua: torch.Tensor) -> torch.Tens
 
 def qgr_step(model, pixels: torch.Tensor, targets: torch.Tensor, lam: float, *,
              params: Sequence[torch.nn.Parameter] | None = None, reduce_fn: ReduceFn | None = None,
-             quality_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> dict:
+             quality_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+             granularity: str = "whole") -> dict:
     """One QGR gradient computation; writes G_qgr into ``p.grad`` (overwriting) for an optimizer to step.
 
     model: a ``GRMPModel`` (anything with ``image_features``, ``quality_probability``,
@@ -111,6 +138,8 @@ def qgr_step(model, pixels: torch.Tensor, targets: torch.Tensor, lam: float, *,
         that one loss does not reach (e.g. the text context for Eq. 7, whose prompts are fixed) get a
         zero gradient from it.
     reduce_fn: applied to the G_qua list and to the G_sem list before projection (DDP: all-reduce mean).
+    granularity: ``"whole"`` (one vector, the paper's reading) or ``"per-tensor"``; see
+        ``quality_gradient_regularization``.
     Returns QGR's info plus ``quality_loss`` and ``kl_loss`` (floats).
     """
     if quality_loss is None:
@@ -130,7 +159,7 @@ def qgr_step(model, pixels: torch.Tensor, targets: torch.Tensor, lam: float, *,
     g_sem = list(torch.autograd.grad(loss_sem, params, allow_unused=True, materialize_grads=True))
     if reduce_fn is not None:
         g_qua, g_sem = list(reduce_fn(g_qua)), list(reduce_fn(g_sem))
-    projected, info = quality_gradient_regularization(g_qua, g_sem, lam)
+    projected, info = quality_gradient_regularization(g_qua, g_sem, lam, granularity)
     for parameter, gradient in zip(params, projected):
         parameter.grad = gradient.to(parameter.dtype)
     info.update(quality_loss=float(loss_qua.detach()), kl_loss=float(loss_sem.detach()))

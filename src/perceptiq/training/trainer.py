@@ -305,6 +305,7 @@ class Trainer:
             pixels = batch.pixels.to(self.device)
             with autocast_context(self.precision, self.device):
                 info = qgr_step(qgr_view(model), pixels, targets, self.config.qgr_lambda, params=params,
+                                granularity=self.config.qgr_granularity,
                                 reduce_fn=reduce_fn, quality_loss=self.loss_fn)
             optimizer.step()
             info["loss"] = info["quality_loss"]
@@ -339,7 +340,8 @@ class Trainer:
         zeros = [torch.zeros_like(p) for p in params]
         grads = reduce(zeros)
         if self.config.step == "qgr":
-            grads, _ = quality_gradient_regularization(grads, reduce(zeros), self.config.qgr_lambda)
+            grads, _ = quality_gradient_regularization(grads, reduce(zeros), self.config.qgr_lambda,
+                                                       self.config.qgr_granularity)
         if getattr(reduce, "last_total", 1) == 0:
             return
         for p, g in zip(params, grads):

@@ -9,7 +9,6 @@ import torch
 
 from perceptiq.backbones import create_backbone
 from perceptiq.experts import find_moae
-from perceptiq.heads import level_expectation
 from perceptiq.models import build_model, save_checkpoint
 from perceptiq.models.gamma import GammaModel, default_prompt_key, parse_prompt_key, prompt_key_texts
 from perceptiq.prompts import level_prompts, scene_classifier_prompts
@@ -51,10 +50,14 @@ def set_sigma(model: GammaModel, value: float) -> None:
 
 
 def plain_scores(plain, pixels, prompts, level_values) -> torch.Tensor:
+    """Eq. 1 on the plain CLIP, written out here (not through ``perceptiq.heads``):
+    q = sum_k C_k exp(s cos(I, T_k)) / sum_j exp(s cos(I, T_j)), s = CLIP's logit scale = 1 / tau."""
     with torch.no_grad():
-        image = plain.encode_image(pixels)
-        text = plain.encode_text(plain.tokenize(prompts))
-        return level_expectation(image, text, torch.tensor(level_values), plain.logit_scale)
+        image = plain.encode_image(pixels).double()
+        text = plain.encode_text(plain.tokenize(prompts)).double()
+        cosines = (image / image.norm(dim=1, keepdim=True)) @ (text / text.norm(dim=1, keepdim=True)).t()
+        weights = torch.exp(float(plain.logit_scale) * cosines)
+        return ((weights / weights.sum(dim=1, keepdim=True)) @ torch.tensor(level_values).double()).float()
 
 
 # -- structure and initial state ---------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def one_thread():
 
 def write_dataset_csv(folder: Path, name: str, n: int = 20):
     """``n`` tiny images labelled inside dataset ``name``'s own scale, read under its registry spec
-    (task, scene, DMOS flip); synthetic datasets get a reference per image so by-reference splits work."""
+    (task, scene, DMOS flip); synthetic datasets get a reference per image (as their parsers give) so
+    by-reference splits work, authentic ones none."""
     spec = get_dataset_spec(name)
     scale = spec.column(None).scale
     low, high = (0.0, 1.0) if scale.uses_file_range else (scale.low, scale.high)
@@ -54,10 +55,10 @@ def write_dataset_csv(folder: Path, name: str, n: int = 20):
 
         Image.new("RGB", (8, 8), (shade, 255 - shade, (37 * i) % 256)).save(path)
         label = low + (high - low) * (i + 0.5) / n
-        rows.append([path.name, f"{label:.5f}", f"ref{i % 5}"])
+        rows.append([path.name, f"{label:.5f}", f"ref{i % 5}"][:3 if spec.synthetic else 2])
     with open(folder / "labels.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "score", "ref"])
+        writer.writerow(["path", "score", "ref"][:3 if spec.synthetic else 2])
         writer.writerows(rows)
     return load_csv_with_spec(folder / "labels.csv", spec)
 
@@ -142,28 +143,56 @@ def test_ablation_variants_set_the_rows_of_tables_3_to_6_and_15():
                     **{**model["options"], "n_layers": 1})
 
 
-@pytest.mark.parametrize("name", GAMMA_RECIPES)
-def test_recipe_plans_the_units_its_protocol_implies(name, tiny_datasets):
+TWELVE = ["live", "csiq", "tid2013", "kadid10k", "livec", "koniq10k", "spaq", "gfiqa20k", "agiqa3k", "uwiqa",
+          "ava", "aadb"]                                          # section 4.2 / Table 1, in this order
+BY_REFERENCE = {"live", "csiq", "kadid10k"}                      # Table 12's LIQE protocol: synthetic by content
+# recipe -> (protocol, datasets, split mode per dataset ("random" unless named), n splits); written from the paper
+PAPER_PLANS = {
+    "gamma-mixed": ("mixed", TWELVE, {}, 10),                   # Table 1 "Gamma": random 80/20 x 10
+    "gamma-mixed-sdp": ("mixed", TWELVE, {}, 10),               # Table 1 "Gamma-dagger"
+    "gamma-task": ("separate", TWELVE, {}, 10),                 # Table 1 "Gamma-T" / Table 8
+    "gamma-liqe6": ("mixed", ["live", "csiq", "kadid10k", "bid", "livec", "koniq10k"],
+                    {n: "by_reference" for n in BY_REFERENCE}, 10),       # Table 12
+    "gamma-qalign3": ("mixed", ["koniq10k", "spaq", "kadid10k"], {}, 10),  # Table 14
+    "gamma-transfer": ("separate", ["exbedde", "eciqad"], {}, 10),         # Table 7
+    "gamma-liqe6-zeroshot": ("zero-shot", ["tid2013", "spaq", "aigciqa2023"], {}, 1),   # Table 13
+}
+
+
+def test_every_gamma_recipe_has_its_plan_written_out():
+    assert set(PAPER_PLANS) == set(GAMMA_RECIPES)
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PLANS))
+def test_recipe_plans_the_papers_datasets_and_splits(name, tiny_datasets):
+    kind, names, modes, n_splits = PAPER_PLANS[name]
     recipe = load_recipe(name)
-    datasets = {n: tiny_datasets[n] for n in datasets_needed(recipe)}
+    assert (recipe["protocol"]["kind"], datasets_needed(recipe)) == (kind, names)
+    datasets = {n: tiny_datasets[n] for n in names}
     units = plan_runs(recipe, datasets)
-    kind = recipe["protocol"]["kind"]
-    n_splits = recipe["protocol"].get("split", {}).get("n_splits", 10)
-    if kind == "mixed":
-        assert len(units) == n_splits
-        assert all(set(u.train) == set(datasets) == set(u.test) for u in units)
+    if kind == "mixed":       # one model per split seed, trained on every dataset's training part
         assert [u.label for u in units] == [f"split{i:02d}" for i in range(n_splits)]
-    elif kind == "separate":
-        assert len(units) == n_splits * len(datasets)
-        assert all(len(u.train) == 1 and list(u.train) == list(u.test) for u in units)
+        expected = [(u, n, i) for i, u in enumerate(units) for n in names]
+        assert all(list(u.train) == list(u.test) == names for u in units)
+    elif kind == "separate":  # one model per dataset and split seed
+        assert [u.label for u in units] == [f"{n}-seed{i}" for n in names for i in range(n_splits)]
+        expected = [(u, next(iter(u.train)), int(u.label.rsplit("seed", 1)[1])) for u in units]
         per_dataset = recipe.get("per_dataset") or {}
-        assert all(u.train_overrides == per_dataset.get(next(iter(u.train)), {}) for u in units)
-    else:
-        assert kind == "zero-shot" and len(units) == 1 and not units[0].train
-    for unit in units:
-        for dataset, (split, samples) in unit.test.items():
-            train_paths = {str(s.path) for s in unit.train.get(dataset, [])}
-            assert not train_paths & {str(s.path) for s in samples}
+        assert all(list(u.train) == list(u.test) == [n] and u.train_overrides == per_dataset.get(n, {})
+                   for u, n, _ in expected)
+    else:                     # zero-shot: nothing trained, every image of every dataset tested
+        (unit,) = units
+        assert not unit.train and list(unit.test) == names
+        assert all(split.mode == "whole_test" and len(test) == 20 for split, test in unit.test.values())
+        return
+    for unit, dataset, seed in expected:
+        split, test = unit.test[dataset]
+        mode = modes.get(dataset, "random")
+        assert (split.dataset, split.mode, split.seed, split.params["train_fraction"]) == (dataset, mode, seed, 0.8)
+        train = unit.train[dataset]
+        assert len(train) + len(test) == 20 and not {str(s.path) for s in train} & {str(s.path) for s in test}
+        if mode == "by_reference":
+            assert not {s.ref for s in train} & {s.ref for s in test}
 
 
 def _run_one_step(recipe: dict, datasets: dict, out: Path):

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.stats import spearmanr
 
 from perceptiq.cli.train import default_run_dir
 from perceptiq.data import LabeledDataset, Sample, get_dataset_spec
+from perceptiq.models import build_model
 from perceptiq.models.checkpoints import load_checkpoint
 from perceptiq.recipes import list_recipes, load_recipe, resolve_variant
-from perceptiq.training import experiment
+from perceptiq.training import TrainConfig, Trainer, experiment
 from perceptiq.training.experiment import build_run_model, plan_runs, run_experiment
 from perceptiq.training.meta_training import run_meta_recipe
 
@@ -40,7 +42,8 @@ def one_thread():
 
 
 def _stand_in(name: str, folder: Path, n: int) -> LabeledDataset:
-    """``n`` labelled 8x8 images under dataset ``name``'s real spec (refs and types for synthetic sets)."""
+    """``n`` labelled 8x8 images under dataset ``name``'s real spec; synthetic sets (LIVE, CSIQ, PIPAL,
+    TID2013, KADID) get references and distortion types, as their parsers give, authentic ones none."""
     spec = get_dataset_spec(name)
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(len(name))
@@ -48,8 +51,8 @@ def _stand_in(name: str, folder: Path, n: int) -> LabeledDataset:
     for i in range(n):
         path = folder / f"{i}.png"
         Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
-        samples.append(Sample(path=path, label=float(i % 7), score=(i % 7) / 6, ref=f"r{i // 5}",
-                              distortion=f"d{i % 3}", level=1 + i % 5, dataset=spec.name))
+        synthetic = {"ref": f"r{i // 5}", "distortion": f"d{i % 3}", "level": 1 + i % 5} if spec.synthetic else {}
+        samples.append(Sample(path=path, label=float(i % 7), score=(i % 7) / 6, dataset=spec.name, **synthetic))
     return LabeledDataset(spec, samples, folder)
 
 
@@ -107,26 +110,84 @@ def test_every_recipe_is_listed_described_and_cites_the_paper():
             resolve_variant(recipe, variant)     # every variant applies cleanly
 
 
-@pytest.mark.parametrize("name, expected_units", [
-    ("grmp-fewshot", 5 * 3 * 10),             # 5 datasets x 3 shot counts x 10 splits
-    ("grmp-full", 6 * 10),
-    ("grmp-cross", 5),
-    ("grmp-zeroshot", 1),
-    ("grmp-init-ablation", 2 * 10),
-    ("grmp-qgr-ablation", 2 * 2 * 10),
-    ("grmp-lambda", 3 * 10),
-])
-def test_recipes_plan_the_papers_units(name, expected_units, stand_ins):
-    recipe = load_recipe(name)
-    names = experiment.datasets_needed(recipe)
-    units = plan_runs(recipe, {n: stand_ins[n] for n in names})
-    assert len(units) == expected_units
+SYNTHETIC = {"live", "csiq", "pipal", "tid2013", "kadid10k"}   # split by reference image (GRMP's protocol)
+TEN = tuple(range(10))                                           # split seeds 0..9: ten repeats
+
+
+def _separate(datasets, shots=(), fractions=None, seeds=TEN):
+    """What a separate-protocol recipe must plan: {label: (dataset, mode, base mode, k or fraction, seed)}."""
+    plan = {}
+    for name in datasets:
+        base = "by_reference" if name in SYNTHETIC else "random"
+        if fractions:
+            settings = [("subset_fraction", fractions[name], f"-fraction{fractions[name]}")]
+        elif shots:
+            settings = [("k_shot", k, f"-k{k}") for k in shots]
+        else:
+            settings = [(base, None, "")]
+        for mode, value, tag in settings:
+            for seed in seeds:
+                plan[f"{name}{tag}-seed{seed}"] = (name, mode, base if mode != base else None, value, seed)
+    return plan
+
+
+# The paper's units, written out: Table 1 (5 datasets x 50/100/200 shots x 10 splits), Table 2 (6 datasets,
+# 80 %, and the data-efficient ratios), Table 3 (the five source -> target pairs), Table 4 (3 datasets,
+# whole), Table 5 (LIVEC, KonIQ, 50 shots), Table 6 (LIVEC, KonIQ, 50/100), Table 7 (KonIQ, 50/100/200).
+PAPER_UNITS = {
+    "grmp-fewshot": _separate(["livec", "koniq10k", "csiq", "live", "pipal"], shots=(50, 100, 200)),
+    "grmp-full": _separate(["live", "csiq", "livec", "koniq10k", "livefb", "spaq"]),
+    "grmp-full:data-efficient": _separate(["live", "csiq", "livec", "koniq10k", "livefb", "spaq"], fractions={
+        "live": 0.2, "csiq": 0.2, "livec": 0.2, "koniq10k": 0.3, "livefb": 0.1, "spaq": 0.2}),
+    "grmp-init-ablation": _separate(["livec", "koniq10k"], shots=(50,)),
+    "grmp-qgr-ablation": _separate(["livec", "koniq10k"], shots=(50, 100)),
+    "grmp-lambda": _separate(["koniq10k"], shots=(50, 100, 200)),
+}
+CROSS_UNITS = {"livefb-to-koniq10k+livec": ("livefb", ["koniq10k", "livec"]), "livec-to-koniq10k": ("livec", ["koniq10k"]),
+               "koniq10k-to-livec": ("koniq10k", ["livec"]), "live-to-csiq": ("live", ["csiq"]),
+               "csiq-to-live": ("csiq", ["live"])}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_UNITS))
+def test_separate_recipes_plan_the_papers_datasets_shots_and_splits(name, stand_ins):
+    recipe = load_recipe(*name.split(":")[:1], variant=(name.split(":") + [None])[1])
+    units = plan_runs(recipe, {n: stand_ins[n] for n in experiment.datasets_needed(recipe)})
+    expected = PAPER_UNITS[name]
+    assert [u.label for u in units] == list(expected)          # every unit, in order, none extra
     for unit in units:
-        for dataset, samples in unit.train.items():
-            if recipe["protocol"].get("shots"):
-                assert len(samples) in recipe["protocol"]["shots"]
-            assert not {s.path for s in samples} & {s.path for _, (_, t) in unit.test.items() for s in t} \
-                or recipe["protocol"]["kind"] == "cross"
+        dataset, mode, base, value, seed = expected[unit.label]
+        assert list(unit.train) == list(unit.test) == [dataset], unit.label
+        split, test = unit.test[dataset]
+        assert (split.dataset, split.mode, split.seed) == (dataset, mode, seed), unit.label
+        if base is not None:
+            assert split.params["base_mode"] == base, unit.label
+        train = unit.train[dataset]
+        if mode == "k_shot":
+            assert len(train) == value, unit.label                  # exactly k labelled images
+        elif mode == "subset_fraction":
+            assert len(train) == round(value * len(stand_ins[dataset])), unit.label   # of the whole set
+        else:
+            assert split.params["train_fraction"] == 0.8
+        assert len(test) == len(split.test) and not {s.path for s in train} & {s.path for s in test}
+        if dataset in SYNTHETIC:                                    # no reference image on both sides
+            assert not {s.ref for s in train} & {s.ref for s in test}, unit.label
+
+
+def test_cross_and_zero_shot_recipes_plan_the_papers_pairs_and_datasets(stand_ins):
+    cross = load_recipe("grmp-cross")
+    units = plan_runs(cross, {n: stand_ins[n] for n in experiment.datasets_needed(cross)})
+    assert [u.label for u in units] == list(CROSS_UNITS)
+    for unit in units:
+        source, targets = CROSS_UNITS[unit.label]
+        assert list(unit.train) == [source] and unit.train[source] == list(stand_ins[source].samples)   # whole source
+        assert list(unit.test) == targets
+        for target in targets:
+            split, test = unit.test[target]
+            assert split.mode == "whole_test" and test == list(stand_ins[target].samples)      # whole target
+    zero = load_recipe("grmp-zeroshot")
+    (unit,) = plan_runs(zero, {n: stand_ins[n] for n in experiment.datasets_needed(zero)})
+    assert not unit.train and list(unit.test) == ["livec", "koniq10k", "pipal"]
+    assert all(split.mode == "whole_test" and len(test) == 260 for split, test in unit.test.values())
 
 
 def test_fewshot_schedule_and_table_settings():
@@ -198,9 +259,22 @@ def test_one_unit_of_each_recipe_trains_one_step(name, small_stand_ins, fake_loa
     else:
         recipe["model"]["options"] = {**(recipe["model"].get("options") or {}), "n_layers": 1, "n_experts": 2}
     result = run_experiment(recipe, {}, tmp_path, max_runs=1)
-    assert len(result.result.rows) >= 1
-    assert all(math.isfinite(row.metrics["srcc"]) or row.metrics["srcc"] != row.metrics["srcc"]
-               for row in result.result.rows)
+    unit = plan_runs(recipe, {n: small_stand_ins[n] for n in experiment.datasets_needed(recipe)})[0]
+    # one row per test dataset of the unit, each SRCC finite and equal to Spearman's rho of the saved
+    # model's scores on that test part, recomputed here from the checkpoint with scipy
+    assert [row.dataset for row in result.result.rows] == list(unit.test)
+    if recipe["protocol"]["kind"] == "zero-shot":
+        module = build_run_model(recipe, "cpu").module
+    else:
+        module = build_model(str(result.run_dirs[0] / "model.safetensors"), device="cpu").module
+    scorer = Trainer(TrainConfig(workers=0, eval_batch_size=16))
+    for row in result.result.rows:
+        samples = unit.test[row.dataset][1]
+        items = experiment.to_items(samples, small_stand_ins[row.dataset], module)
+        predictions = scorer.predict(module, items, scorer.transforms(module)[1])
+        rho = spearmanr(predictions, [s.score for s in samples]).statistic
+        assert math.isfinite(row.metrics["srcc"]) and row.n_test == len(samples) >= 4
+        assert row.metrics["srcc"] == pytest.approx(rho, abs=1e-6), row.dataset
     if recipe["protocol"]["kind"] != "zero-shot":
         run_dir = result.run_dirs[0]
         assert (run_dir / "model.safetensors").is_file()

@@ -365,3 +365,45 @@ def test_transfer_from_uniqa_trains_from_the_uniqa_file(tiny_datasets, tmp_path)
     assert not torch.equal(start, create_backbone("test-tiny", "random").clip.visual.conv1.weight)
     result = _run_one_step(recipe, tiny_datasets, tmp_path / "run")
     assert (result.run_dirs[0] / "model.safetensors").is_file()
+
+
+# -- Table 15: prompts swapped at test time on the SDP-trained model ---------------------------------------
+def test_table_15_variant_trains_with_sdp_once_and_scores_with_each_prompt(tiny_datasets, tmp_path):
+    recipe = resolve_variant(load_recipe("gamma-mixed-sdp", TINY_MODEL + ONE_STEP + [
+        "protocol.datasets=[koniq10k,ava]", "protocol.split.n_splits=1"]), "prompt-sensitivity")
+    assert recipe["model"]["options"]["prompt_style"] == "sdp" and recipe["model"]["scene"] == "auto"
+    result = _run_one_step(recipe, tiny_datasets, tmp_path)
+    rows = {(row.dataset, row.params.get("test_prompt", "")): row for row in result.result.rows}
+    assert sorted(rows) == sorted((d, p) for d in ("koniq10k", "ava") for p in ("", "general", "quality", "sdp"))
+    for dataset in ("koniq10k", "ava"):   # SDP swapped in is what the model was trained and tested with
+        assert rows[(dataset, "sdp")].metrics == rows[(dataset, "")].metrics
+        assert rows[(dataset, "general")].n_test == rows[(dataset, "")].n_test
+
+
+def test_swapped_prompts_give_each_dataset_the_styles_key_for_its_task_and_scene(tiny_datasets):
+    from perceptiq.training.experiment import swapped_prompt_rows
+    from perceptiq.training import TrainItem
+
+    names = ["koniq10k", "ava", "uwiqa"]
+    recipe = load_recipe("gamma-mixed-sdp", TINY_MODEL + ["protocol.split.n_splits=1", "model.test_prompts=[general,quality,sdp]",
+                                                          f"protocol.datasets=[{','.join(names)}]"])
+    unit = plan_runs(recipe, {n: tiny_datasets[n] for n in names})[0]
+    model = build_model("gamma", backbone="test-tiny", weights="random", scene="auto", prompt_style="sdp",
+                        n_layers=2).module
+    trainer = Trainer(TrainConfig(eval_batch_size=8))
+    rows = swapped_prompt_rows(recipe, model, trainer, unit, tiny_datasets, n_train=0)
+    # the keys, written out: general/quality ignore the scene; general and sdp follow the task (AVA: aesthetics)
+    keys = {"general": {"koniq10k": "general:quality", "ava": "general:aesthetics", "uwiqa": "general:quality"},
+            "quality": {"koniq10k": "quality", "ava": "quality", "uwiqa": "quality"},
+            "sdp": {"koniq10k": "sdp:natural:quality", "ava": "sdp:natural:aesthetics",
+                    "uwiqa": "sdp:underwater:quality"}}
+    assert [(r.params["test_prompt"], r.dataset) for r in rows] == [(s, n) for s in keys for n in names]
+    _, eval_tf = trainer.transforms(model)
+    scores = {}
+    for row in rows:
+        style, name = row.params["test_prompt"], row.dataset
+        split, samples = unit.test[name]
+        items = [TrainItem(str(s.path), s.score, name, keys[style][name]) for s in samples]
+        scores[style, name] = trainer.predict(model, items, eval_tf)
+        assert row.metrics == score_split(split, samples, scores[style, name], n_train=0).metrics
+    assert not np.allclose(scores["general", "koniq10k"], scores["quality", "koniq10k"])   # prompts matter

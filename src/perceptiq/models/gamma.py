@@ -184,10 +184,11 @@ class GammaModel(CachesTextFeatures, nn.Module):
         """Table 6: keep only adaptive expert ``index`` in every MoAE module of both towers."""
         set_forced_expert(find_moae(self.backbone), index, renormalize=renormalize)
 
-    def prompt_key_for(self, *, task: str, scene: str | None) -> str:
+    def prompt_key_for(self, *, task: str, scene: str | None, style: str | None = None) -> str:
         """The prompt key of a sample from a dataset with this task and scene (per-sample prompts in
-        mixed training): the model's prompt style decides whether the scene matters (SDP) or not."""
-        style = self.default_key.style
+        mixed training): the prompt style (the model's own, or ``style``, e.g. Table 15's prompts swapped
+        at test time) decides whether the scene matters (SDP) or not."""
+        style = style or self.default_key.style
         return str(default_prompt_key(style, task, scene if style == "sdp" else None))
 
     def prompt_texts(self) -> dict[str, list[str]]:

@@ -226,15 +226,40 @@ def build_run_model(recipe: dict, device: torch.device | str, unit: RunUnit | No
     return bundle
 
 
-def to_items(samples: Sequence, dataset: LabeledDataset, module) -> list[TrainItem]:
-    """Training items; the model maps each dataset's task and scene to its prompt key."""
+def to_items(samples: Sequence, dataset: LabeledDataset, module, prompt_style: str | None = None) -> list[TrainItem]:
+    """Training items; the model maps each dataset's task and scene to its prompt key (in its own prompt
+    style, or in ``prompt_style`` when given: Gamma Table 15's prompts swapped at test time)."""
     key_for = getattr(module, "prompt_key_for", None)
+    if prompt_style is not None and key_for is None:
+        raise ValueError(f"model.test_prompts: model {type(module).__name__} has no prompt styles to swap")
+    style = {} if prompt_style is None else {"style": prompt_style}
     items = []
     for s in samples:
         scene = getattr(s, "scene", None) or dataset.spec.scene
-        key = str(key_for(task=dataset.spec.task, scene=scene)) if key_for else None
+        key = str(key_for(task=dataset.spec.task, scene=scene, **style)) if key_for else None
         items.append(TrainItem(str(s.path), float(s.score), dataset.spec.name, key))
     return items
+
+
+def swapped_prompt_rows(recipe: dict, module, trainer: Trainer, unit: RunUnit,
+                     datasets: Mapping[str, LabeledDataset], n_train: int) -> list:
+    """Gamma Table 15: the trained model's test parts scored again with other prompts, for every prompt
+    style in ``model.test_prompts`` (naive | quality | general | sdp). Nothing is retrained: only the text
+    side's prompts change. Each dataset gets the style's key for its own task (and, for sdp, its own
+    scene), e.g. LIVEC under ``general`` is scored with "general {bad..perfect}-quality image" and AVA with
+    "general {bad..perfect}-aesthetics image". Rows carry ``test_prompt=<style>`` in their parameters."""
+    styles = (recipe.get("model") or {}).get("test_prompts")
+    if not styles:
+        return []
+    styles = [styles] if isinstance(styles, str) else list(styles)
+    _, eval_tf = trainer.transforms(module)
+    rows = []
+    for style in styles:
+        for name, (split, samples) in unit.test.items():
+            items = to_items(samples, datasets[name], module, prompt_style=style)
+            row = score_split(split, samples, trainer.predict(module, items, eval_tf), n_train=n_train)
+            rows.append(dataclasses.replace(row, params={**row.params, "test_prompt": style}))
+    return rows
 
 
 def forced_expert_rows(recipe: dict, module, trainer: Trainer, unit: RunUnit,
@@ -342,6 +367,7 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
         for name, (split, samples) in unit.test.items():
             unit_rows.append(score_split(split, samples, predictions[name], n_train=n_train))
         unit_rows += forced_expert_rows(recipe, module, trainer, unit, test_items, n_train)
+        unit_rows += swapped_prompt_rows(recipe, module, trainer, unit, datasets, n_train)
         rows += unit_rows
         run_dirs.append(run_dir)
         if is_main:   # after the checkpoint: a recorded unit is a finished one

@@ -267,7 +267,7 @@ def test_one_unit_of_each_recipe_trains_one_step(name, small_stand_ins, fake_loa
         module = build_run_model(recipe, "cpu").module
     else:
         module = build_model(str(result.run_dirs[0] / "model.safetensors"), device="cpu").module
-    scorer = Trainer(TrainConfig(workers=0, eval_batch_size=16))
+    scorer = Trainer(TrainConfig.from_dict({**recipe["train"], "workers": 0}))   # the recipe's test view
     for row in result.result.rows:
         samples = unit.test[row.dataset][1]
         items = experiment.to_items(samples, small_stand_ins[row.dataset], module)

@@ -66,3 +66,19 @@ def test_the_probe_would_see_an_extra_being_imported(tmp_path):
     report, text = _run_without_extras(["serve", "--model", "perceptiq-tiny", "--port", "0"], tmp_path)
     assert report["code"] == 2 and "pip install 'perceptiq[serve]'" in text
 
+
+def test_finetune_plots_without_matplotlib_are_skipped_with_a_note(tmp_path, monkeypatch, capsys):
+    """README's few-shot command on the base install: the run and its results are complete, the Fig. 4
+    PNGs need the plots extra; the command says so instead of ending in a traceback."""
+    from perceptiq.cli.grmp import write_plots
+
+    run = tmp_path / "csv-k50-seed0"
+    run.mkdir()
+    (run / "epochs.jsonl").write_text('{"epoch": 0, "metrics": {"csv": {"srcc": 0.5}}}\n')
+    monkeypatch.setitem(sys.modules, "matplotlib", None)          # as in a base install: import fails
+    write_plots([run], tmp_path)
+    assert "plots skipped: they need matplotlib (pip install 'perceptiq[plots]')" in capsys.readouterr().err
+    assert not list(run.glob("*.png"))
+    monkeypatch.undo()                                            # matplotlib importable again
+    write_plots([run], tmp_path)                                  # with the extra: the PNG is written
+    assert [p.name for p in run.glob("*.png")] and "plot(s) written" in capsys.readouterr().out

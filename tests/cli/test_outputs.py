@@ -129,6 +129,7 @@ def test_train_resume_with_other_settings_names_the_keys_before_loading_data(tmp
 
     run = tmp_path / "run"
     recorded = load_recipe("gamma-task")
+    recorded["protocol"]["datasets"] = ["koniq10k"]    # as the command records it: the datasets given with --data
     recorded["train"]["lr"] = 0.5
     record_new_run(run, run_identity(recorded, {"koniq10k": "/nonexistent"}, missing="error"))
     result = runner.invoke(app, ["train", "--recipe", "gamma-task", "--data", "koniq10k=/nonexistent", "-o", str(run),

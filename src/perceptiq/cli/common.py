@@ -60,6 +60,16 @@ class SplitMode(str, Enum):
     whole_train = "whole_train"
 
 
+def configure_logging() -> None:
+    """perceptiq's own progress lines at INFO on stderr; every other library's only from WARNING up (open_clip
+    logs each model it builds, at INFO, on the root logger). Runs before every command (``cli/main.py``)."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger().setLevel(logging.WARNING)      # also where a library had lowered it
+    logging.getLogger("perceptiq").setLevel(logging.INFO)
+
+
 def value(choice: Optional[Enum]) -> Optional[str]:
     """The string of a choice option (None stays None)."""
     return None if choice is None else choice.value

@@ -14,7 +14,8 @@ import typer
 
 from .common import (Device, Missing, data_option, device_option, fail, missing_option, overwrite_option, parse_data,
                      progress_option, recipe_option, set_option, splits_option, variant_option)
-from .train import configure_logging, load_recipe_with, prepare_run_folder, run_output_option, run_resume_option
+from .train import (configure_logging, datasets_from_data, load_recipe_with, prepare_run_folder, run_output_option,
+                    run_resume_option)
 
 
 def meta_train_command(
@@ -34,6 +35,7 @@ def meta_train_command(
     loaded = load_recipe_with(recipe, variant, set_)
     out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite, resume=resume)
     roots = parse_data(data)
+    datasets_from_data(loaded, roots, set_)
     configure_logging()
     from ..inference.precision import resolve_device
     from ..training.meta_training import run_meta_recipe
@@ -78,6 +80,7 @@ def finetune_command(
     loaded = load_recipe_with(recipe, variant, overrides)
     out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite, resume=resume)
     roots = parse_data(data)
+    datasets_from_data(loaded, roots, set_)
     configure_logging()
     from ..inference.precision import resolve_device
     from ..training.experiment import run_experiment
@@ -90,11 +93,22 @@ def finetune_command(
     typer.echo(result.result.to_markdown())
     typer.echo(f"results, checkpoints and logs in {out}")
     if plots:
-        from ..training.plots import plot_runs
+        write_plots(result.run_dirs, out)
 
-        written = plot_runs(result.run_dirs, out)
-        if written:
-            typer.echo(f"{len(written)} plot(s) written, e.g. {written[-1]}")
+
+def write_plots(run_dirs, out: Path) -> None:
+    """Fig. 4 PNGs of the runs; without matplotlib (the ``plots`` extra, not in the base install) a note
+    says how to get them: the run, its results and checkpoints are complete either way."""
+    from ..training.plots import plot_runs
+
+    try:
+        written = plot_runs(run_dirs, out)
+    except ImportError:
+        typer.echo("plots skipped: they need matplotlib (pip install 'perceptiq[plots]'); --no-plots "
+                   "silences this", err=True)
+        return
+    if written:
+        typer.echo(f"{len(written)} plot(s) written, e.g. {written[-1]}")
 
 
 def finetune_overrides(*, shots: List[int], splits: Optional[int], lam: Optional[float],

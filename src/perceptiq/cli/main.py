@@ -42,6 +42,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="perceptiq: how good an image looks (CLIP-based quality and aesthetics assessment). "
                        "Conventions shared by every command: docs/cli.md.")
 
+
+@app.callback()
+def _before_every_command() -> None:
+    from .common import configure_logging
+
+    configure_logging()
+
+
 for _name, _module, _function in COMMANDS:
     app.command(_name)(getattr(importlib.import_module(f"{__package__}.{_module}"), _function))
 

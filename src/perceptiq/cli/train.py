@@ -1,16 +1,15 @@
 """``perceptiq train``, and what every recipe-running command shares (run folder, recipe loading, logging)."""
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from .common import (Device, Missing, check_output_folder, data_option, device_option, fail, missing_option,
-                     output_option, overwrite_option, parse_data, progress_option, recipe_option, resume_option,
-                     set_option, variant_option)
+from .common import (Device, Missing, check_output_folder, configure_logging, data_option, device_option, fail,
+                     missing_option, output_option, overwrite_option, parse_data, progress_option, recipe_option,
+                     resume_option, set_option, variant_option)
 
 
 def default_run_dir(recipe_name: str) -> Path:
@@ -27,13 +26,6 @@ def run_resume_option():
     return resume_option("Continue the run in --output after it was stopped: finished units are read back, "
                          "the unit in progress continues from its last completed epoch. Refused when the "
                          "recipe, --set values or --data differ from the recorded run's.")
-
-
-def configure_logging() -> None:
-    """perceptiq's own progress lines at INFO on stderr; everyone else's (open_clip logs every model it
-    builds on the root logger) only from WARNING up."""
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    logging.getLogger("perceptiq").setLevel(logging.INFO)
 
 
 def load_recipe_with(recipe: str, variant: Optional[str], overrides: List[str]) -> dict:
@@ -65,6 +57,28 @@ def prepare_run_folder(output: Optional[Path], recipe: dict, recipe_name: str, *
     return out
 
 
+def datasets_from_data(recipe: dict, roots: dict[str, str], overrides: List[str]) -> None:
+    """Run the recipe's protocol on the datasets the command line names with --data.
+
+    A recipe's ``protocol.datasets`` is the paper's list (e.g. five datasets for grmp-fewshot); given
+    ``--data csv=my_labels.csv`` the run is on that CSV, not a refusal for the five absent ones. The
+    recipe's order is kept for the names it lists; names only in ``protocol.eval_datasets`` stay
+    evaluation sets. Unchanged when ``--set protocol.datasets=...`` says otherwise, when no --data is given,
+    and for pair protocols (``protocol.pairs``: cross-dataset, which pairs are meant is the recipe's).
+    """
+    protocol = recipe.get("protocol") or {}
+    explicit = any(o.split("=", 1)[0].strip() == "protocol.datasets" for o in overrides)
+    if not roots or explicit or protocol.get("pairs"):
+        return
+    listed = list(protocol.get("datasets") or [])
+    evaluation_only = set(protocol.get("eval_datasets") or []) - set(listed)
+    chosen = [n for n in listed if n in roots] + [n for n in roots if n not in listed and n not in evaluation_only]
+    if chosen and chosen != listed:
+        protocol["datasets"] = chosen
+        typer.echo(f"datasets: {', '.join(chosen)} (from --data; recipe {recipe.get('name', '')} lists "
+                   f"{', '.join(listed) or 'none'})", err=True)
+
+
 def train_command(
     recipe: str = recipe_option(),
     data: List[str] = data_option("NAME=ROOT for each dataset the recipe uses (repeatable)."),
@@ -89,6 +103,7 @@ def train_command(
         fail(str(err))
     out = prepare_run_folder(output, loaded, recipe, overwrite=overwrite, resume=resume)
     roots = parse_data(data)
+    datasets_from_data(loaded, roots, set_)
     configure_logging()
     from ..inference.precision import resolve_device
     from ..training.distributed import is_main_process

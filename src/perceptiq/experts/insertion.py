@@ -41,7 +41,10 @@ def insert_moae(backbone: ClipBackbone, *, n_layers: int = 6, n_experts: int = 3
     for tower in towers:
         blocks, batch_first = tower_blocks(backbone, tower)
         if not 0 <= n_layers <= len(blocks):
-            raise ValueError(f"n_layers={n_layers} is outside 0..{len(blocks)} (the {tower} tower's depth)")
+            raise ValueError(f"n_layers={n_layers} is outside 0..{len(blocks)} (the {tower} tower's depth): MoAE goes "
+                             f"into the last n_layers blocks, and Gamma's recipes ask for the paper's 6 of ViT-B/16's "
+                             f"12; on a shallower backbone (test-tiny: 4) set fewer, e.g. --set "
+                             f"model.options.n_layers={min(2, len(blocks))}")
         for index in range(len(blocks) - n_layers, len(blocks)):
             block = blocks[index]
             if isinstance(block.mlp, MixtureOfAssessmentExperts):

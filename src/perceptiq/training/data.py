@@ -6,6 +6,8 @@ and counted, never fatal: a long run does not die on one bad image.
 """
 from __future__ import annotations
 
+import logging
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,31 @@ from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
 
 from ..imaging.decode import ImageDecodeError
 from .transforms import ImageTransform
+
+log = logging.getLogger(__name__)
+_reported_worker_caps: set[tuple[int, int]] = set()
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a container's or taskset's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def capped_workers(requested: int) -> int:
+    """DataLoader workers: a recipe's ``workers``, at most the CPUs this process may use.
+
+    Recipes ask for 8 decode workers (a GPU machine's share); on a 2-core machine 8 processes only compete
+    for the same cores and torch warns twice per loader. Said once per process and cap, at INFO."""
+    cpus = usable_cpus()
+    if requested <= cpus:
+        return requested
+    if (requested, cpus) not in _reported_worker_caps:
+        _reported_worker_caps.add((requested, cpus))
+        log.info("workers: %d asked for, %d CPU(s) usable here: using %d", requested, cpus, cpus)
+    return cpus
 
 
 @dataclass(frozen=True)
@@ -120,7 +147,7 @@ def make_loader(items: Sequence[TrainItem], transform: ImageTransform, *, batch_
         batch_size=batch_size,
         shuffle=shuffle if sampler is None else False,
         sampler=sampler,
-        num_workers=num_workers,
+        num_workers=capped_workers(num_workers),
         collate_fn=make_collate(items),
         generator=generator,
         drop_last=drop_last,

@@ -317,13 +317,16 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
     is_main = distributed is None or distributed.is_main
     check_required_weights(recipe)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     identity = run_identity(recipe, roots if datasets is None else {n: ds.root for n, ds in datasets.items()},
                             missing=missing)
     run_id = check_recorded_run(out_dir, identity) if resume else None   # refused before any work
     # ``datasets``: already loaded (e.g. generic CSVs under their own names) instead of ``roots``
     datasets = dict(datasets) if datasets is not None else load_datasets(datasets_needed(recipe), roots, missing=missing)
     units = plan_runs(recipe, datasets)[:max_runs]
+    # the first unit's model is built before anything is written: a recipe the model refuses (e.g. Gamma's 6
+    # MoAE layers on a 4-block backbone) leaves no half-written run folder behind
+    prebuilt = (units[0].label, build_run_model(recipe, device, units[0])) if units and not resume else None
+    out_dir.mkdir(parents=True, exist_ok=True)
     if run_id is None:
         run_id = record_new_run(out_dir, identity, write=is_main)
     if is_main:
@@ -339,7 +342,10 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
             log.info("%s finished earlier; results read back from %s", unit.label, run_dir)
             continue
         unit_rows = []
-        bundle = build_run_model(recipe, device, unit)
+        if prebuilt is not None and prebuilt[0] == unit.label:
+            bundle, prebuilt = prebuilt[1], None
+        else:
+            bundle = build_run_model(recipe, device, unit)
         module = bundle.module
         if distributed is not None:
             distributed.broadcast_module(module)

@@ -48,7 +48,7 @@ from ..data import LabeledDataset, distortion_tasks
 from ..backbones.precision import autocast_context, resolve_precision
 from ..models import save_checkpoint
 from .config import TrainConfig
-from .data import Batch, LabeledImageDataset, TrainItem, make_collate
+from .data import Batch, LabeledImageDataset, TrainItem, capped_workers, make_collate
 from .meta import MetaConfig, meta_step, model_loss_fn
 from .objectives import get_loss
 from .resume import (STATE_DIR, atomic_write_json, atomic_write_lines, check_recorded_run, clear_loop_state,
@@ -321,7 +321,7 @@ def meta_train(model: torch.nn.Module, tasks: Sequence[DistortionTask], config: 
             plan = [distributed.shard(meta_batch) for meta_batch in plan]
         loader = DataLoader(dataset, batch_sampler=[sum((sum(index.positions(p), []) for p in mb), [])
                                                     for mb in plan],
-                            collate_fn=make_collate(index.items), num_workers=config.workers)
+                            collate_fn=make_collate(index.items), num_workers=capped_workers(config.workers))
         iterator = loader
         if progress:
             from tqdm.auto import tqdm
@@ -431,6 +431,7 @@ def run_meta_recipe(recipe: dict, roots: Mapping[str, str | Path], out_dir: str 
     tasks = build_distortion_tasks({n: datasets[n] for n in names}, config.support_fraction, config.seed)
     from .distributed import is_main_process
 
+    bundle = build_run_model(recipe, device)   # refuses bad model options before the run folder exists
     out = Path(out_dir)
     is_main = is_main_process()  # under torchrun only rank 0 writes files
     if is_main:
@@ -448,7 +449,6 @@ def run_meta_recipe(recipe: dict, roots: Mapping[str, str | Path], out_dir: str 
         (out / "tasks.json").write_text(json.dumps(
             [{"name": t.name, "support": [i.path for i in t.support], "query": [i.path for i in t.query]}
              for t in tasks], indent=1))
-    bundle = build_run_model(recipe, device)
     module = bundle.module
     eval_sets = {n: to_items(datasets[n].samples, datasets[n], module) for n in eval_names}
     log.info("meta pre-training (%s) on %d tasks of %s", config.method, len(tasks), ", ".join(names))

@@ -106,14 +106,16 @@ def synthesize_command(
     if not sources:
         fail(f"no images found in {source} (searched recursively for {' '.join(IMAGE_SUFFIXES)})", code=1)
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(sources), unit="source", desc="synthesizing", dynamic_ncols=True)
+    def advance(done: int, total: int) -> None:   # distorted images written / to write
+        nonlocal bar
+        if not progress:
+            return
+        if bar is None:   # made at the first image, so a refused --types prints no bar
+            from tqdm.auto import tqdm
 
-    def advance(done: int, total: int) -> None:
-        if bar is not None:
-            bar.update(done - bar.n)
+            bar = tqdm(total=total, unit="img", desc="synthesizing", dynamic_ncols=True)
+        bar.update(done - bar.n)
 
     try:
         labels = synthesize(source, output, types=types.split(",") if types else None, levels=level_values,

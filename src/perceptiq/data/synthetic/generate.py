@@ -59,7 +59,8 @@ def synthesize(
     ``types`` None means every type this Pillow supports (unsupported ones are listed in
     the manifest under "unavailable_types"); naming an unknown or unsupported type is an
     error. Unreadable sources are skipped with a warning and listed in the manifest under
-    "skipped". ``progress(done, total)`` is called after each source image.
+    "skipped". ``progress(done, total)`` counts distorted images (total = sources x types x levels) and is
+    called after each type of each source (an unreadable source counts as done at once).
     Output is deterministic given ``seed`` and the sources. With ``overwrite=True`` the CSV
     and manifest are replaced; image files of an earlier run are overwritten where the
     names coincide and otherwise left in place (nothing is deleted).
@@ -87,16 +88,21 @@ def synthesize(
     skipped: list[dict[str, str]] = []
     taken_ids: set[str] = set()
     n_rows = n_references = 0
+    per_type, total = len(chosen_levels), len(sources) * len(chosen) * len(chosen_levels)
+    done = 0
     with labels_path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(CSV_HEADER)
-        for done, source in enumerate(sources, start=1):
+        for source in sources:
             relative = source.relative_to(src_dir)
             try:
                 pristine = load_pristine(source, max_side)
             except UnreadableImageError as error:
                 skipped.append({"path": relative.as_posix(), "reason": str(error)})
                 warnings.warn(f"skipping source image: {error}", stacklevel=2)
+                done += len(chosen) * per_type
+                if progress is not None:
+                    progress(done, total)
             else:
                 ref_id = reference_id(relative, taken_ids)
                 ref_rel = write_image(out_dir, f"reference/{ref_id}", pristine, reference_fmt)[0]
@@ -107,10 +113,11 @@ def synthesize(
                     )
                     writer.writerows(rows)
                     n_rows += len(rows)
+                    done += per_type
+                    if progress is not None:
+                        progress(done, total)
                 n_references += 1
                 handle.flush()
-            if progress is not None:
-                progress(done, len(sources))
 
     manifest = build_manifest(
         chosen, unavailable, chosen_levels, seed, max_side, image_format, scene, src_dir, n_references, n_rows, skipped

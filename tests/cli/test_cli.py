@@ -102,6 +102,11 @@ def test_evaluate_prints_metrics_and_writes_csv(koniq_replica, tmp_path):
     assert "srcc" in result.output.lower() and "median" in result.output.lower()
     text = out.read_text()
     assert text.count("\n") >= 4  # header, 3 splits, summary
+    scatter = tmp_path / "report_scatter.png"           # the predicted-vs-MOS plot goes next to the table
+    assert scatter.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {scatter}" in result.output
+    again = runner.invoke(app, ["evaluate", "--data", f"koniq10k={koniq_replica}", "--backbone", "test-tiny",
+                                "--weights", "random", "-o", str(tmp_path / "other.csv"), "--scatter", str(scatter)])
+    assert again.exit_code == 2 and "--scatter" in again.output and "exists" in again.output
 
 
 def test_splits_command_writes_reproducible_json(koniq_replica, tmp_path):

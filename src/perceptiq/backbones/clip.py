@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -186,7 +187,7 @@ def create_backbone(
                 f"(e.g. {missing[:3]}), {len(unexpected)} unexpected keys (e.g. {unexpected[:3]})."
             )
     model.eval()
-    tokenizer = open_clip.get_tokenizer(arch)
+    tokenizer = _tokenizer(arch)
     image_size = model.visual.image_size
     image_size = int(image_size[0] if isinstance(image_size, (tuple, list)) else image_size)
     mean = tuple(getattr(model.visual, "image_mean", None) or OPENAI_CLIP_MEAN)
@@ -197,3 +198,12 @@ def create_backbone(
     )
     backbone = ClipBackbone(model, tokenizer, info)
     return backbone.to(device)
+
+
+@lru_cache(maxsize=8)
+def _tokenizer(arch: str):
+    """open_clip's tokenizer of ``arch``, made once per process: building one reads and parses the BPE
+    vocabulary (~0.1 s), and every model build asks for it. Tokenizers hold no per-model state."""
+    import open_clip
+
+    return open_clip.get_tokenizer(arch)

@@ -35,12 +35,20 @@ def evaluate_command(
     device: Device = device_option(),
     precision: Precision = precision_option(),
     missing: Missing = missing_option(),
-    output: Optional[Path] = output_option("Also write the table to FILE.md or FILE.csv."),
+    output: Optional[Path] = output_option("Also write the table to FILE.md or FILE.csv (and the scatter plot "
+                                           "to FILE_scatter.png)."),
+    scatter: Optional[Path] = typer.Option(None, "--scatter", metavar="FILE.png",
+                                           help="Predicted score against MOS with the fitted logistic curve and "
+                                                "SRCC/PLCC in the legend (default with --output: next to it, "
+                                                "FILE_scatter.png)."),
     overwrite: bool = overwrite_option(),
     progress: bool = progress_option(),
 ) -> None:
     """SRCC / PLCC (plain and logistic) / KRCC / RMSE of a model on a dataset, median over splits."""
     check_output_file(output, suffixes=(".md", ".csv"), overwrite=overwrite)
+    if scatter is None and output is not None:
+        scatter = output.with_name(f"{output.stem}_scatter.png")
+    check_output_file(scatter, suffixes=(".png",), overwrite=overwrite, what="--scatter")
     view = check_view(view)
     labeled = load_labeled(data, missing)
     if splits is None:
@@ -71,11 +79,15 @@ def evaluate_command(
     typer.echo(f"dataset {labeled.spec.name}: {len(labeled.samples)} images, {len(split_list)} "
                f"{split_list[0].mode} split(s)", err=True)
 
+    scored: list[tuple[float, float]] = []   # (predicted, MOS) of every image scored, for the scatter plot
+
     def predict(samples):
         rows = score_paths(assessor, [str(s.path) for s in samples], batch_size=batch_size, num_workers=workers,
                            progress=progress)
         by_path = {row["path"]: row["score"] for row in rows}
-        return [float("nan") if by_path.get(str(s.path)) is None else by_path[str(s.path)] for s in samples]
+        predicted = [float("nan") if by_path.get(str(s.path)) is None else by_path[str(s.path)] for s in samples]
+        scored.extend(zip(predicted, (float(s.score) for s in samples)))
+        return predicted
 
     try:
         result = evaluate_on_splits(predict, labeled.samples, split_list, predict_once=True)
@@ -85,3 +97,13 @@ def evaluate_command(
     if output is not None:
         result.write(output)
         typer.echo(f"wrote {output}", err=True)
+    if scatter is not None:
+        from ..evaluation.plots import ScatterPanel, save_scatter
+
+        predicted, mos = zip(*scored) if scored else ((), ())
+        title = f"{labeled.spec.name}: {len(predicted)} images ({len(split_list)} {split_list[0].mode} test part(s))"
+        try:
+            save_scatter([ScatterPanel(title, predicted, mos)], scatter, title=describe_model_line(info))
+        except ImportError as err:
+            fail(f"{err} (the table was written)", code=1)
+        typer.echo(f"wrote {scatter}", err=True)

@@ -25,8 +25,10 @@ reported as a note (:func:`compute_metrics_with_notes`) or as an :class:`MetricW
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
@@ -255,6 +257,28 @@ def fit_logistic(pred, target, form: LogisticForm = "logistic4") -> LogisticFit:
     if form not in _LOGISTIC_FUNCTIONS:
         raise ValueError(f"unknown logistic form {form!r}; expected one of {sorted(_LOGISTIC_FUNCTIONS)}")
     x, y = _clean_or_raise(pred, target)
+    # The same fit is asked for several times over (a trainer's last evaluation, the result table, the
+    # scatter plot), and a fit that does not converge costs thousands of evaluations: remember the last
+    # fits, keyed by the exact inputs. A remembered failure warns again, as a fresh one would.
+    key = (form, x.shape[0], hashlib.blake2b(x.tobytes() + b"|" + y.tobytes(), digest_size=16).digest())
+    if key in _FIT_CACHE:
+        _FIT_CACHE.move_to_end(key)
+        fit = _FIT_CACHE[key]
+        if not fit.converged:
+            warnings.warn(fit.message, LogisticFitWarning, stacklevel=2)
+        return fit
+    fit = _fit_logistic(x, y, form)
+    _FIT_CACHE[key] = fit
+    if len(_FIT_CACHE) > _FIT_CACHE_SIZE:
+        _FIT_CACHE.popitem(last=False)
+    return fit
+
+
+_FIT_CACHE: "OrderedDict[tuple, LogisticFit]" = OrderedDict()
+_FIT_CACHE_SIZE = 256
+
+
+def _fit_logistic(x: np.ndarray, y: np.ndarray, form: str) -> LogisticFit:
     n_params = _LOGISTIC_N_PARAMS[form]
     if x.shape[0] < n_params:
         raise ValueError(f"{form} has {n_params} parameters; need at least {n_params} pairs, got {x.shape[0]}")
@@ -285,7 +309,7 @@ def fit_logistic(pred, target, form: LogisticForm = "logistic4") -> LogisticFit:
 
     if best_params is None:
         message = f"{form} fit failed from all {len(_START_WIDTHS)} starts ({failures[-1]}); using the identity mapping"
-        warnings.warn(message, LogisticFitWarning, stacklevel=2)
+        warnings.warn(message, LogisticFitWarning, stacklevel=3)
         return LogisticFit(form=form, params=(), converged=False, message=message)
     return LogisticFit(form=form, params=_to_original_units(form, best_params, mean, std), converged=True)
 

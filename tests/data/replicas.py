@@ -326,3 +326,194 @@ def build(name: str, tmp_path: Path) -> Replica:
     root = tmp_path / name
     root.mkdir()
     return BUILDERS[name](root)
+
+
+# --- larger replicas: n images in the same native layouts, for end-to-end runs -------------------
+
+def write_noise_image(path: Path, seed: int, size: int = 8) -> None:
+    """A ``size`` x ``size`` image of seeded noise (different per seed), in the format the suffix names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    formats = {".bmp": "BMP", ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+    Image.fromarray(pixels).save(path, formats[path.suffix.lower()])
+
+
+def _labels(n: int, low: float, high: float, seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return [round(float(v), 4) for v in rng.uniform(low + 0.05 * (high - low), high - 0.05 * (high - low), n)]
+
+
+def sized_live(root: Path, n: int) -> None:
+    folders = [("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174)]
+    entries = [(folder, k) for folder, count in folders for k in range(1, count + 1)]
+    kept = np.linspace(0, len(entries) - 1, n).astype(int)
+    dmos, orgs = np.zeros((1, len(entries))), np.ones((1, len(entries)))
+    refnames = ["ref00.bmp"] * len(entries)
+    for i, (entry, value) in enumerate(zip(kept, _labels(n, 0, 100, 1))):
+        dmos[0, entry], orgs[0, entry] = value, 0
+        refnames[entry] = f"ref{i % 25:02d}.bmp"
+        folder, k = entries[entry]
+        write_noise_image(root / folder / f"img{k}.bmp", i)
+    savemat(root / "dmos_realigned.mat", {"dmos_new": dmos, "orgs": orgs, "dmos_std": np.ones_like(dmos)})
+    savemat(root / "dmos.mat", {"dmos": dmos, "orgs": orgs})
+    savemat(root / "refnames_all.mat", {"refnames_all": cell_row(refnames)})
+
+
+def sized_csiq(root: Path, n: int) -> None:
+    types = [("noise", "awgn", "AWGN"), ("jpeg", "jpeg", "JPEG"), ("blur", "blur", "BLUR")]
+    rows = [[None] * 3, ["CSIQ DMOS"], [None],
+            [None, None, None, "image", "dst_idx", "dst_type", "dst_lev", "dmos_std", "dmos"]]
+    for i, value in enumerate(_labels(n, 0, 1, 2)):
+        image, (dst_type, folder, token), level = f"img{i // 4:02d}", types[i % 3], 1 + i % 4
+        rows.append([None, None, None, image, 1 + i % 3, dst_type, level, 0.01, value])
+        write_noise_image(root / "dst_imgs" / folder / f"{image}.{token}.{level}.png", 1000 + i)
+    write_xlsx(root / "csiq.DMOS.xlsx", rows, sheet="all_by_image")
+
+
+def sized_tid2013(root: Path, n: int) -> None:
+    lines = []
+    for i, value in enumerate(_labels(n, 0, 9, 3)):
+        name = f"i{1 + (i // 4) % 20:02d}_{1 + i % 4:02d}_{1 + (i // 80) % 5}.bmp"   # 4 distortion types
+        lines.append(f"{value:.5f} {name}")
+        write_noise_image(root / "distorted_images" / name, 2000 + i)
+    write_lines(root / "mos_with_names.txt", lines)
+
+
+def sized_kadid10k(root: Path, n: int) -> None:
+    rows = []
+    for i, value in enumerate(_labels(n, 1, 5, 4)):
+        ref = f"I{1 + (i // 4) % 20:02d}"
+        name = f"{ref}_{1 + i % 4:02d}_{1 + (i // 80) % 5:02d}.png"   # 4 distortion types
+        rows.append([name, f"{ref}.png", value, 0.5])
+        write_noise_image(root / "images" / name, 3000 + i)
+    write_csv(root / "dmos.csv", ["dist_img", "ref_img", "dmos", "var"], rows)
+
+
+def sized_pipal(root: Path, n: int) -> None:
+    by_ref: dict[str, list[str]] = {}
+    for i, value in enumerate(_labels(n, 1000, 1700, 5)):
+        ref, name = f"A{1 + i % 25:04d}", f"A{1 + i % 25:04d}_{i % 7:02d}_{i // 25:02d}.bmp"
+        by_ref.setdefault(ref, []).append(f"{name},{value}")
+        write_noise_image(root / "Distortion_1" / name, 4000 + i)
+    for ref, lines in by_ref.items():
+        write_lines(root / "Train_Label" / f"{ref}.txt", lines)
+
+
+def sized_livec(root: Path, n: int) -> None:
+    names = [f"t{i}.bmp" for i in range(1, 8)] + [f"{i}.bmp" for i in range(n)]
+    mos = np.array([[50.0] * 7 + _labels(n, 1, 100, 6)])
+    (root / "Data").mkdir(parents=True, exist_ok=True)
+    savemat(root / "Data" / "AllImages_release.mat", {"AllImages_release": cell_column(names)})
+    savemat(root / "Data" / "AllMOS_release.mat", {"AllMOS_release": mos})
+    for i, name in enumerate(names):
+        write_noise_image(root / "Images" / ("trainingImages" if i < 7 else "") / name, 5000 + i)
+
+
+def sized_koniq10k(root: Path, n: int) -> None:
+    header = ["image_name", "c1", "c2", "c3", "c4", "c5", "c_total", "MOS", "SD", "MOS_zscore"]
+    rows = []
+    for i, value in enumerate(_labels(n, 0, 100, 7)):
+        rows.append([f"{i:05d}.jpg", 0, 0, 1, 1, 1, 3, 3.0, 0.5, value])
+        write_noise_image(root / "1024x768" / f"{i:05d}.jpg", 6000 + i)
+    write_csv(root / "koniq10k_scores_and_distributions.csv", header, rows, quote_all=True)
+
+
+def sized_spaq(root: Path, n: int) -> None:
+    rows = [["Image name", "MOS", "Brightness", "Colorfulness", "Contrast", "Noisiness", "Sharpness"]]
+    for i, value in enumerate(_labels(n, 0, 100, 8)):
+        rows.append([f"{i + 1:05d}.jpg", value, 1, 2, 3, 4, 5])
+        write_noise_image(root / "TestImage" / f"{i + 1:05d}.jpg", 7000 + i)
+    write_xlsx(root / "Annotations" / "MOS and Image attribute scores.xlsx", rows)
+
+
+def sized_livefb(root: Path, n: int) -> None:
+    rows = []
+    for i, value in enumerate(_labels(n, 0, 100, 9)):
+        rows.append([f"set{i % 3}/{i}.jpg", value])
+        write_noise_image(root / "database" / f"set{i % 3}" / f"{i}.jpg", 8000 + i)
+    write_csv(root / "labels_image.csv", ["name", "mos"], rows)
+
+
+def sized_agiqa3k(root: Path, n: int) -> None:
+    header = ["name", "prompt", "adj1", "adj2", "style", "mos_quality", "std_quality", "mos_align", "std_align"]
+    rows = []
+    for i, value in enumerate(_labels(n, 0, 5, 10)):
+        rows.append([f"sd1.5_normal_{i:03d}.jpg", "a prompt", "", "", "", value, 0.3, 2.0, 0.3])
+        write_noise_image(root / "AGIQA-3K" / f"sd1.5_normal_{i:03d}.jpg", 9000 + i)
+    write_csv(root / "data.csv", header, rows)
+
+
+def sized_aigciqa2023(root: Path, n: int) -> None:
+    (root / "DATA" / "MOS").mkdir(parents=True, exist_ok=True)
+    quality = np.array(_labels(n, 0, 100, 11)).reshape(-1, 1)
+    for index in (1, 2, 3):
+        savemat(root / "DATA" / "MOS" / f"mosz{index}.mat", {"MOSz": quality + index - 1})
+    for i in range(n):
+        write_noise_image(root / "Image" / "allimg" / f"{i}.png", 10000 + i)
+
+
+def sized_bid(root: Path, n: int) -> None:
+    rows = [["Image Number", "Average Subjective Score"]]
+    for i, value in enumerate(_labels(n, 0, 5, 12)):
+        rows.append([i + 1, value])
+        write_noise_image(root / "ImageDatabase" / f"DatabaseImage{i + 1:04d}.JPG", 11000 + i)
+    write_xlsx(root / "DatabaseGrades.xlsx", rows)
+
+
+def sized_waterloo(root: Path, n: int) -> None:
+    for i in range(n):
+        write_noise_image(root / "exploration_database_and_code" / "pristine_images" / f"{i + 1:05d}.bmp",
+                          12000 + i, size=32)
+
+
+def sized_ava(root: Path, n: int) -> None:
+    rng = np.random.default_rng(13)
+    lines = []
+    for i in range(n):
+        counts = " ".join(str(int(c)) for c in rng.integers(0, 30, 10))
+        lines.append(f"{i + 1} {900000 + i} {counts} 1 2 1396")
+        write_noise_image(root / "images" / f"{900000 + i}.jpg", 13000 + i)
+    write_lines(root / "AVA.txt", lines)
+
+
+def sized_aadb(root: Path, n: int) -> None:
+    labels = root / "imgListFiles_label"
+    lines: dict[str, list[str]] = {"Train": [], "Validation": [], "TestNew": []}
+    for i, value in enumerate(_labels(n, 0, 1, 14)):
+        part = ("Train", "Validation", "TestNew")[i % 3]
+        name = f"farm1_{i}_{i}_b.jpg"
+        lines[part].append(f"{name} {value}")
+        folder = "AADB_newtest_originalSize" if part == "TestNew" else "datasetImages_originalSize"
+        write_noise_image(root / folder / name, 14000 + i)
+    for part, part_lines in lines.items():
+        write_lines(labels / f"imgList{part}Regression_score.txt", part_lines)
+
+
+def sized_generic_csv(root: Path, n: int, seed: int, low: float = 0.0, high: float = 1.0) -> Path:
+    """A generic CSV (datasets read through one: GFIQA-20k, UWIQA, exBeDDE, ECIQAD) with labels in
+    [low, high]; returns its path."""
+    rows = []
+    for i, value in enumerate(_labels(n, low, high, seed)):
+        rows.append([f"images/{i}.png", value])
+        write_noise_image(root / "images" / f"{i}.png", 20000 + 100 * seed + i)
+    write_csv(root / "labels.csv", ["path", "score"], rows)
+    return root / "labels.csv"
+
+
+SIZED_BUILDERS: dict[str, Callable[[Path, int], None]] = {
+    "live": sized_live, "csiq": sized_csiq, "tid2013": sized_tid2013, "kadid10k": sized_kadid10k,
+    "pipal": sized_pipal, "livec": sized_livec, "koniq10k": sized_koniq10k, "spaq": sized_spaq,
+    "livefb": sized_livefb, "agiqa3k": sized_agiqa3k, "aigciqa2023": sized_aigciqa2023, "bid": sized_bid,
+    "waterloo": sized_waterloo, "ava": sized_ava, "aadb": sized_aadb,
+}
+CSV_DATASETS = {"gfiqa20k": (31, 0, 1), "uwiqa": (32, 0, 1), "exbedde": (33, 0, 1), "eciqad": (34, 1, 9)}  # seed, range
+
+
+def build_sized(name: str, folder: Path, n: int) -> Path:
+    """``n`` images of dataset ``name`` in its native layout under ``folder`` (a generic CSV for the
+    datasets read through one); returns the ROOT to give as ``--data name=ROOT``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if name in CSV_DATASETS:
+        return sized_generic_csv(folder, n, *CSV_DATASETS[name])
+    SIZED_BUILDERS[name](folder, n)
+    return folder

@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("meta-train", "grmp", "meta_train_command"),
     ("finetune", "grmp", "finetune_command"),
     ("experts", "gamma", "experts_command"),
+    ("reproduce", "reproduce", "reproduce_command"),
     ("info", "gamma", "info_command"),
     ("bench", "bench", "bench_command"),
     ("serve", "serve", "serve_command"),

@@ -41,6 +41,8 @@ class PaperRow:
     texts: tuple[str | None, ...]          # the values as printed ("0.970", "50"), None for "-"
     printed: Mapping[int, str] = field(default_factory=dict)
     notes: str = ""
+    columns: tuple[Mapping[str, Any], ...] = ()   # the column part of each cell's fields (for labels)
+    fields: Mapping[str, Any] = field(default_factory=dict)   # the row's own fields
 
     @property
     def values(self) -> tuple[float | None, ...]:
@@ -99,6 +101,7 @@ def _rows_of(document: Mapping[str, Any]) -> list[PaperRow]:
                 source=entry["source"], cells=cells, texts=tuple(None if t == MISSING else t for t in texts),
                 printed={int(k): str(v) for k, v in (entry.get("printed") or {}).items()},
                 notes=" ".join(filter(None, [table.get("notes", ""), entry.get("notes", "")])),
+                columns=tuple(columns), fields=fields,
             ))
     return rows
 

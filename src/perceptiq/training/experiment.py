@@ -55,6 +55,7 @@ class RunUnit:
     test: dict[str, tuple[Split, list]]          # dataset -> (split, test samples)
     train_overrides: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
+    row_params: dict[str, Any] = field(default_factory=dict)   # added to every result row (cross: the source)
 
 
 @dataclass
@@ -120,7 +121,7 @@ def plan_runs(recipe: dict, datasets: Mapping[str, LabeledDataset]) -> list[RunU
             targets = [targets] if isinstance(targets, str) else list(targets)
             test = {t: (whole_dataset_split(datasets[t].samples, t), list(datasets[t].samples)) for t in targets}
             units.append(RunUnit(f"{source}-to-{'+'.join(targets)}", {source: list(datasets[source].samples)}, test,
-                                 dict(per_dataset.get(source, {}))))
+                                 dict(per_dataset.get(source, {})), row_params={"train": source}))
     elif kind == "zero-shot":
         test = {n: (whole_dataset_split(ds.samples, n), list(ds.samples)) for n, ds in datasets.items()}
         units.append(RunUnit("zero-shot", {}, test))
@@ -296,6 +297,25 @@ def rows_from_json(records: Sequence[Mapping]) -> list[SplitScore]:
     return [SplitScore(**{**record, "notes": tuple(record.get("notes") or ())}) for record in records]
 
 
+PREDICTIONS_FILE = "predictions.csv"
+
+
+def write_predictions(path: Path, unit: RunUnit, predictions: Mapping[str, Sequence[float]]) -> Path:
+    """One row per test image of a unit: ``dataset, path, mos, predicted`` (``mos``: the normalised
+    subjective score the metrics use; ``predicted``: the final model's score, NaN where decoding failed).
+    Scatter plots and re-analyses read it instead of re-running the model."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["dataset", "path", "mos", "predicted"])
+        for name, (_, samples) in unit.test.items():
+            for sample, predicted in zip(samples, predictions[name]):
+                writer.writerow([name, str(sample.path), repr(float(sample.score)), repr(float(predicted))])
+    return path
+
+
 def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str | Path, *,
                    device: str | torch.device = "cpu", progress: bool = False, max_runs: int | None = None,
                    missing: str = "error", trainer_kwargs: dict | None = None,
@@ -371,10 +391,13 @@ def run_experiment(recipe: dict, roots: Mapping[str, str | Path], out_dir: str |
             _, eval_tf = trainer.transforms(module)
             predictions = {name: trainer.predict(module, items, eval_tf) for name, items in test_items.items()}
         for name, (split, samples) in unit.test.items():
-            unit_rows.append(score_split(split, samples, predictions[name], n_train=n_train))
+            row = score_split(split, samples, predictions[name], n_train=n_train)
+            unit_rows.append(dataclasses.replace(row, params={**row.params, **unit.row_params}) if unit.row_params else row)
         unit_rows += forced_expert_rows(recipe, module, trainer, unit, test_items, n_train)
         unit_rows += swapped_prompt_rows(recipe, module, trainer, unit, datasets, n_train)
         rows += unit_rows
+        if is_main:
+            write_predictions(run_dir / PREDICTIONS_FILE, unit, predictions)
         run_dirs.append(run_dir)
         if is_main:   # after the checkpoint: a recorded unit is a finished one
             write_unit_result(run_dir, {"label": unit.label, "rows": rows_to_json(unit_rows)}, run_id=run_id)

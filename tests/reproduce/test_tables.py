@@ -36,7 +36,7 @@ def _median(run_dir, dataset, metric, **params):
         for row in csv.DictReader(handle):
             row_params = json.loads(row["params"])
             if row["row"] == "median" and row["dataset"] == dataset and all(row_params.get(k) == v for k, v in params.items()) \
-                    and not ({"k", "force_expert", "train"} - set(params)) & set(row_params):
+                    and not ({"k", "force_expert", "train", "test_prompt"} - set(params)) & set(row_params):
                 return float(row[metric])
     raise AssertionError(f"no median for {dataset} {params} in {run_dir}")
 

@@ -13,7 +13,7 @@ from typing import Any, Mapping
 ANY = "*"   # a parameter value that matches whatever the run used (e.g. Table 2's per-dataset ratio)
 #: Setting parameters that tell settings of one run apart: a result row carrying one of these matches only a
 #: query that names it (e.g. Table 6's forced-expert rows never stand in for the plain model's).
-DISTINGUISHING = ("k", "fraction", "force_expert", "train")
+DISTINGUISHING = ("k", "fraction", "force_expert", "train", "test_prompt")
 
 
 @dataclass(frozen=True)

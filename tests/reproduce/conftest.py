@@ -25,9 +25,11 @@ QUICK = ("model.backbone=test-tiny-deep", "model.weights=random", "train.epochs=
 
 @pytest.fixture(scope="session")
 def replica_roots(tmp_path_factory):
-    """{dataset: ROOT} for every dataset any target reads, 20 images each."""
+    """{dataset: ROOT} for every dataset any target reads, 20 images each (Waterloo: 6 pristine images,
+    which gMAD turns into 6 + 120 with the four distortion types at five levels)."""
     folder = tmp_path_factory.mktemp("replicas")
-    return {name: str(build_sized(name, folder / name, 20)) for name in [*SIZED_BUILDERS, *CSV_DATASETS]}
+    return {name: str(build_sized(name, folder / name, 6 if name == "waterloo" else 20))
+            for name in [*SIZED_BUILDERS, *CSV_DATASETS]}
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +59,7 @@ def quick_context(replica_roots, few_shot_roots, runs_dir):
     return make
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture()
 def one_thread():
     """Tiny models: one torch thread (two spin against each other on a loaded 2-core machine)."""
     before = torch.get_num_threads()

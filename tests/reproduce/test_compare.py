@@ -4,12 +4,15 @@ from __future__ import annotations
 import csv
 import math
 
+import pytest
 from typer.testing import CliRunner
 
 from perceptiq.cli.main import app
 from perceptiq.data.splits import load_splits
 
 from .conftest import QUICK
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
 
 
 def test_compare_puts_every_method_on_the_same_splits(few_shot_roots, runs_dir, tmp_path):

@@ -11,6 +11,8 @@ from perceptiq.reproduce.figures import gmad_pairs, semantic_noise
 from perceptiq.reproduce.run import run_target
 from perceptiq.reproduce.targets import get_target
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
+
 
 def test_semantic_noise_points_by_hand():
     confidence = np.array([0.9, 0.95, 0.5, 0.99, 0.85, 0.9])

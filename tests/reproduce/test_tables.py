@@ -17,6 +17,8 @@ from perceptiq.reproduce.targets import TARGETS, get_target
 
 from .conftest import QUICK
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: one torch thread (conftest)
+
 TABLE_TARGETS = [t.name for t in TARGETS if t.tables and t.figure is None]
 
 

@@ -2,6 +2,8 @@
 
 ``test-tiny`` (``configs/test-tiny.json``) is a 4-layer, 64-wide CLIP with the real tokenizer and the real
 224×224 input: it runs through exactly the code ViT-B-16 runs through, in milliseconds, for tests and demos.
+``test-tiny-deep`` has ViT-B-16's 12 blocks per tower at width 32, for tests of layer-count ablations (Gamma
+Table 5 puts MoAE in up to 12 blocks).
 """
 from __future__ import annotations
 

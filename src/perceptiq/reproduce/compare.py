@@ -40,9 +40,10 @@ def compare_steps(datasets: list[str]) -> dict[str, RunStep]:
             "gamma": step("gamma-mixed", None, chosen, *SAME_SPLITS, name="compare-gamma-mixed")}
 
 
-def zero_shot_results(ctx: RunContext, datasets: list[str], reference: RunStep) -> Path:
+def zero_shot_results(ctx: RunContext, datasets: list[str], reference: RunStep, out: Path) -> Path:
     """The zero-shot model (five level prompts) on the test part of every split the ``reference`` run
-    used (its ``splits.json``), on the reference recipe's backbone and weights; written like a run."""
+    used (its ``splits.json``), on the reference recipe's backbone and weights; written like a run to
+    ``out`` (inside the report folder: nothing is written to the runs folder, which ``--from`` reads)."""
     import json
 
     from ..data.splits import load_splits
@@ -50,7 +51,6 @@ def zero_shot_results(ctx: RunContext, datasets: list[str], reference: RunStep) 
     from ..evaluation.report import ProtocolResult
     from ..inference import load_model
 
-    out = Path(ctx.runs_dir if ctx.from_dir is None else ctx.from_dir) / "compare-zero-shot"
     recipe = ctx.recipe(reference)
     model = recipe["model"]
     assessor = load_model("zero-shot", backbone=model.get("backbone"), weights=model.get("weights"),
@@ -80,7 +80,7 @@ def run_compare(ctx: RunContext, out_dir: Path, *, label: str | None = None) -> 
     steps = compare_steps(datasets)
     for run in with_dependencies(list(steps.values()), ctx.overrides):
         ctx.ensure(run)
-    zero = zero_shot_results(ctx, datasets, steps["gamma-t"])
+    zero = zero_shot_results(ctx, datasets, steps["gamma-t"], out_dir / "zero-shot")
     shots = (base_recipe(steps["grmp"], ctx.overrides).get("protocol") or {}).get("shots") or []
     methods = [("zero-shot (5 level prompts)", RunResults(zero), {})]
     methods += [(f"GRMP-IQA, {k} images", RunResults(ctx.run_dir(steps["grmp"])), {"k": k}) for k in shots]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shutil
 import subprocess
@@ -117,16 +118,19 @@ def main() -> None:
             drift.append({"epoch": record.epoch, "lr": record.lr, "loss": record.train_loss,
                           "blocks_rel_change": relative(blocks), "prompts_rel_change": relative(prompts),
                           "seconds": record.seconds})
+            print(f"epoch {record.epoch}: lr {record.lr:.3e} mean loss {record.train_loss:.4f} "
+                  f"({record.seconds:.0f} s)", flush=True)
 
-        began = time.perf_counter()
+        began, cpu_began = time.perf_counter(), time.process_time()
         result = Trainer(config).fit(model, items, on_epoch=on_epoch)
-        seconds = time.perf_counter() - began
+        seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu_began
 
     n_tuned = sum(p.numel() for p in tuned.values())
     print(f"# {args.backbone}, random weights, n_visual_tokens {options['n_visual_tokens']}, "
           f"{n_tuned / 1e6:.1f}M tuned parameters ({recipe['model']['trainable']}); {len(items)} images, "
           f"batch {args.batch}, first {args.epochs} of {epochs_total} epochs; {cpu_kind()}, "
-          f"{args.threads} thread(s); {seconds:.0f} s ({seconds / max(len(result.steps), 1):.1f} s/step)")
+          f"{args.threads} thread(s); {seconds:.0f} s wall, {cpu_seconds:.0f} s CPU "
+          f"({cpu_seconds / max(len(result.steps), 1):.1f} s CPU/step; load average {os.getloadavg()[0]:.1f})")
     print("step epoch lr        loss    |G_qua|   |G_sem|   angle  projected")
     for step in result.steps:
         lr = config.lr_at(step["epoch"])

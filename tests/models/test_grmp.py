@@ -213,3 +213,18 @@ def test_the_frozen_original_clip_stays_in_eval_mode_when_the_model_trains(backb
     assert model.training and model.visual_prompts.training
     assert not model.original_visual.training    # inference-only: torch's fused attention path stays open
     assert all(not m.training for m in model.original_visual.modules())
+
+
+def test_one_visual_prompt_token_per_layer_by_default_as_section_3_2_says():
+    """'A learnable token P^l is appended to the token sequence in each ViT layer' (GRMP-IQA section 3.2):
+    the model's default and every GRMP recipe use one token per vision block."""
+    from perceptiq.recipes import list_recipes, load_recipe
+
+    backbone = create_backbone("test-tiny", "random")
+    model = GRMPModel(backbone)
+    assert tuple(model.visual_prompts.prompts.shape) == (len(backbone.visual_blocks), 1,
+                                                         backbone.clip.visual.transformer.width)
+    grmp_recipes = [n for n in list_recipes() if n.startswith("grmp-")]
+    assert len(grmp_recipes) == 8
+    for name in grmp_recipes:
+        assert load_recipe(name)["model"]["options"]["n_visual_tokens"] == 1, name

@@ -37,8 +37,11 @@ def tiny_overrides():
     from perceptiq.models.builtin import builtin_backbone_weights
 
     # the first built-in model's backbone: this test's bar and seeds were calibrated on it (the current
-    # perceptiq-tiny is a hybrid with another feature geometry; docs/builtin-model.md)
-    return ["model.backbone=perceptiq-tiny-v1", f"model.weights={builtin_backbone_weights(name='perceptiq-tiny-v1')}"]
+    # perceptiq-tiny is a hybrid with another feature geometry; docs/builtin-model.md). Eight visual prompt
+    # tokens per block, not the recipes' one (section 3.2): with one, meta-training of this tiny model stays
+    # on its plateau (seed 0: 50-shot SRCC -0.47 / -0.27 / 0.11 from the meta start; docs/grmp.md).
+    return ["model.backbone=perceptiq-tiny-v1", f"model.weights={builtin_backbone_weights(name='perceptiq-tiny-v1')}",
+            "model.options.n_visual_tokens=8"]
 
 
 @pytest.fixture(scope="module", autouse=True)

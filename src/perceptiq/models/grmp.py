@@ -35,7 +35,7 @@ from .registry import register_factory
 from .text_cache import CachesTextFeatures, TextFeatureCache
 from .zero_shot import ScoreOutput
 
-DEFAULT_VISUAL_TOKENS = 8   # the paper does not say; see docs/grmp.md for the choice and its cost
+DEFAULT_VISUAL_TOKENS = 1   # section 3.2: "a learnable token P^l is appended ... in each ViT layer" (docs/grmp.md)
 _LAST_BLOCKS_MODE = re.compile(r"^prompts\+last(\d+)$")
 TRAINABLE_MODES = ("none", "prompts", "prompts+last4", "encoders")  # "prompts+lastN" for any N
 
@@ -66,7 +66,7 @@ class GRMPModel(CachesTextFeatures, nn.Module):
 
     backbone: a ``ClipBackbone`` (ViT-B/16 in the paper).
     n_ctx, ctx_init: text context length M (4) and its start ("random" or a phrase of n_ctx tokens).
-    n_visual_tokens: prompt tokens per vision block (default 8; the paper does not state it).
+    n_visual_tokens: prompt tokens per vision block (default 1: "a learnable token P^l", section 3.2).
     use_text_prompt: False freezes the text context at the ``ctx_init`` phrase (hand-written prompt).
     use_visual_prompt: False inserts no visual prompts (plain CLIP image features).
     keep_original: snapshot the original vision tower at construction (else on the first

@@ -55,7 +55,7 @@ class DeepVisualPrompts(nn.Module):
     inserted. ``n_tokens=0`` inserts nothing: features equal plain CLIP.
     """
 
-    def __init__(self, backbone: ClipBackbone, n_tokens: int = 8, *, seed: int = 0):
+    def __init__(self, backbone: ClipBackbone, n_tokens: int = 1, *, seed: int = 0):
         super().__init__()
         if not isinstance(n_tokens, int) or n_tokens < 0:
             raise ValueError(f"n_tokens must be a non-negative integer, got {n_tokens!r}")

@@ -72,7 +72,9 @@ def test_cells_are_the_runs_medians(quick_context, runs_dir, tmp_path):
     t3 = run_target("grmp-table3", context("grmp-table3"), tmp_path / "t3")
     cell = next(c for _, r, c in t3.cells() if c.fields == {"source": "livefb", "dataset": "livec", "metric": "srcc"})
     assert cell.ours == _median(runs / "grmp-cross", "livec", "srcc", train="livefb")
-    assert cell.ours != _median(runs / "grmp-cross", "livec", "srcc", train="koniq10k")
+    # the cell names the run it read (LIVE-FB-trained); with one visual prompt token per block (issue 13) the
+    # one-step tiny runs from the two sources can give the same SRCC on LIVEC, so values cannot tell them apart
+    assert "(train=livefb)" in cell.where
     t6 = run_target("gamma-table6", context("gamma-table6"), tmp_path / "t6")
     forced = {r.label: c for _, r, c in t6.cells() if c.fields["dataset"] == "csiq" and c.fields["metric"] == "plcc"}
     assert forced["expert 2 only"].ours == _median(runs / "gamma-mixed-single-experts", "csiq", "plcc", force_expert=1)

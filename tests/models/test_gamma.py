@@ -101,6 +101,22 @@ def test_only_experts_routers_sigma_adapter_and_c_are_trainable():
     assert not any(n.endswith("sigma") for n, _ in fixed_sigma.named_parameters())
 
 
+def test_sigma_frozen_at_zero_disables_the_moae_for_good(pixels):
+    """train_sigma=False (the end-to-end test's control): sigma is no trainable parameter, stays 0 through
+    training steps, and the experts never move, so the model keeps scoring as CLIP + adapter + C."""
+    model = tiny_gamma(n_layers=2, train_sigma=False).train()
+    assert not any(n.endswith("sigma") for n in model.trainable_state_dict())
+    experts = {n: p.detach().clone() for n, p in model.named_parameters() if n.endswith(("fc_weight", "router.weight"))}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        ((model(pixels, prompt_keys=["sdp:face:quality"] * 3).scores - 0.9) ** 2).sum().backward()
+        optimizer.step()
+    assert all(float(m.sigma) == 0.0 for m in find_moae(model.backbone))
+    for name, before in experts.items():
+        assert torch.equal(dict(model.named_parameters())[name].detach(), before), name
+
+
 def test_first_step_gradient_reaches_sigma_only_then_every_expert_and_router(pixels):
     model = tiny_gamma(n_layers=2).train()
     model(pixels).scores.sum().backward()

@@ -14,15 +14,21 @@ pixels says which dataset an image comes from; only its dataset's scene prompt d
 A model without MoAE and with naive prompts (n_layers=0: one adapter + C for every dataset) cannot serve
 "bright" and "dark" at once. Gamma with SDP can: the text-side MoAE turns each dataset's prompt set into
 its own trained read-out of the shared image feature (visual MoAE and adapter learn the feature itself).
+The scene prompts alone already separate the datasets, so a second control keeps everything of Gamma+SDP
+but disables the MoAE (sigma frozen at 0, ``train_sigma=false``: the experts never contribute nor learn):
+the full model must beat it, i.e. the MoAE must add something the prompts do not.
 
 Learnability on a randomly initialised test-tiny CLIP (docs: training notes): brightness and colour cast
 move every patch embedding linearly, so they are strong directions even in random features; the learning
-rate is 3e-3 (tiny model, 6 epochs) instead of the paper's 2e-5; 2 of test-tiny's 4 blocks per tower hold
-MoAE. One thread: on a loaded 2-core machine two torch threads spin against each other and are far slower.
+rate is 3e-3 (tiny model, 12 epochs, constant) instead of the paper's 2e-5; 2 of test-tiny's 4 blocks per
+tower hold MoAE. One thread: on a loaded 2-core machine two torch threads spin against each other.
 
-The bars below were set from five seeds, 0-4 (docs/gamma.md, "End-to-end experiment"): Gamma+SDP reached
-mean SRCC 0.73-0.90 over the three datasets (worst single dataset 0.48), the baseline -0.11-0.25, and
-the smallest margin was 0.60; so: mean above 0.6, every dataset above 0.4, margin above 0.3.
+The bars below were set from ten seeds, 0-9 (docs/gamma.md, "End-to-end experiment"; AMD EPYC AVX512-BF16):
+Gamma+SDP reached mean SRCC 0.81-0.97 over the three datasets (worst single dataset 0.59), the baseline
+-0.16-0.40 (smallest margin 0.52), the MoAE-disabled control 0.78-0.90. Gamma+SDP beat the control in 9 of
+10 seeds by 0.055-0.141, and lost in one (seed 7: -0.035). So the control margin is a regression check
+on the pinned seed 0 (margin 0.065; bar 0.03), not a claim that MoAE wins on every draw of this data;
+a reliable claim would need the mean over several seeds, too slow for this test (about 40 s per seed).
 """
 from __future__ import annotations
 
@@ -39,8 +45,10 @@ from perceptiq.data import load_generic_csv
 from perceptiq.recipes import load_recipe, resolve_variant
 from perceptiq.training.experiment import run_experiment
 
-MEAN_SRCC_BAR = 0.6        # Gamma + SDP, mean over the three datasets' held-out SRCC
-MARGIN_OVER_BASELINE = 0.3  # Gamma + SDP minus (n_layers=0, naive prompts)
+MEAN_SRCC_BAR = 0.7         # Gamma + SDP, mean over the three datasets' held-out SRCC (seeds 0-9: >= 0.81)
+DATASET_SRCC_BAR = 0.5      # every dataset (seeds 0-9: >= 0.59)
+MARGIN_OVER_BASELINE = 0.3  # Gamma + SDP minus (n_layers=0, naive prompts) (seeds 0-9: >= 0.52)
+MARGIN_OVER_CONTROL = 0.03  # Gamma + SDP minus the same with sigma frozen at 0 (seed 0: 0.065; see above)
 
 # name: (scene, label range, DMOS?, label = low + span * quality, quality from (b, c))
 BIASED_DATASETS = {
@@ -90,19 +98,21 @@ def tiny_overrides(seed: int) -> list[str]:
         f"model.options.seed={seed}",
         f"protocol.datasets=[{','.join(BIASED_DATASETS)}]",
         "protocol.split.n_splits=1", "protocol.split.train_fraction=0.7", f"protocol.split.base_seed={seed}",
-        "train.epochs=6", "train.lr=0.003", "train.scheduler=constant",  # the bars were set at a constant rate
-        "train.workers=0", "train.eval_every=6", f"train.seed={seed}",
+        "train.epochs=12", "train.lr=0.003", "train.scheduler=constant",  # the bars were set at a constant rate
+        "train.workers=0", "train.eval_every=12", f"train.seed={seed}",
         "train.test_view=resize",   # the bars were set under the resize view (10 crops cost 10x here)
     ]
 
 
 def run_gamma_and_baseline(tmp_path: Path, seed: int) -> dict:
-    """Mixed training of Gamma+SDP and of the baseline on the same data and split; per-dataset SRCC."""
+    """Mixed training of Gamma+SDP, of the MoAE-disabled control and of the baseline on the same data and
+    split; per-dataset SRCC and per-epoch losses."""
     datasets = write_biased_datasets(tmp_path / "data", seed)
     gamma = load_recipe("gamma-mixed-sdp", tiny_overrides(seed))
+    control = load_recipe("gamma-mixed-sdp", tiny_overrides(seed) + ["model.options.train_sigma=false"])
     baseline = resolve_variant(load_recipe("gamma-mixed", tiny_overrides(seed)), "layers-0")
     outcome = {}
-    for label, recipe in (("gamma_sdp", gamma), ("baseline", baseline)):
+    for label, recipe in (("gamma_sdp", gamma), ("control", control), ("baseline", baseline)):
         result = run_experiment(recipe, {}, tmp_path / label, datasets=datasets)
         epochs = [json.loads(line) for line in (result.run_dirs[0] / "epochs.jsonl").read_text().splitlines()]
         outcome[label] = {
@@ -122,12 +132,14 @@ def one_thread():
 
 def test_gamma_with_moae_and_scene_prompts_learns_conflicting_datasets_the_baseline_cannot(tmp_path, one_thread):
     outcome = run_gamma_and_baseline(tmp_path, seed=0)
-    gamma, baseline = outcome["gamma_sdp"], outcome["baseline"]
-    assert set(gamma["srcc"]) == set(BIASED_DATASETS)
+    gamma, control, baseline = outcome["gamma_sdp"], outcome["control"], outcome["baseline"]
+    assert set(gamma["srcc"]) == set(control["srcc"]) == set(BIASED_DATASETS)
     # the loss falls: last epoch well under the first
     assert gamma["losses"][-1] < 0.6 * gamma["losses"][0], gamma["losses"]
-    gamma_mean = float(np.mean(list(gamma["srcc"].values())))
-    baseline_mean = float(np.mean(list(baseline["srcc"].values())))
-    assert gamma_mean > MEAN_SRCC_BAR, gamma["srcc"]
-    assert min(gamma["srcc"].values()) > 0.4, gamma["srcc"]    # every dataset learnt, not two of three
-    assert gamma_mean - baseline_mean > MARGIN_OVER_BASELINE, (gamma["srcc"], baseline["srcc"])
+    mean = {label: float(np.mean(list(run["srcc"].values()))) for label, run in outcome.items()}
+    print(f"\nseed 0: {[(label, run['srcc']) for label, run in outcome.items()]}")
+    assert mean["gamma_sdp"] > MEAN_SRCC_BAR, gamma["srcc"]
+    assert min(gamma["srcc"].values()) > DATASET_SRCC_BAR, gamma["srcc"]   # every dataset learnt, not two of three
+    assert mean["gamma_sdp"] - mean["baseline"] > MARGIN_OVER_BASELINE, (gamma["srcc"], baseline["srcc"])
+    # the MoAE adds to what the scene prompts give: the same model with sigma frozen at 0 does worse
+    assert mean["gamma_sdp"] - mean["control"] > MARGIN_OVER_CONTROL, (gamma["srcc"], control["srcc"])

@@ -66,6 +66,8 @@ class MixtureOfAssessmentExperts(nn.Module):
         plain FFN (Fig. 5a "0 experts"), with no router and no sigma.
     use_sigma: True -> ``sigma`` is a learnable scalar initialised to ``sigma_init`` (Eq. 4). False ->
         Table 4 "w/o merging factor sigma": a plain sum ``y_shared + y_adaptive`` (sigma is a fixed buffer 1).
+    train_sigma: False freezes sigma at ``sigma_init`` (a control: at the default 0 the adaptive experts
+        never contribute nor receive a gradient, so the MoAE is disabled while the model keeps its shape).
     router_init_std: std of the router's normal initialisation (see ``router.py`` for why not zero).
     force_expert / force_renormalize: see ``set_forced_expert`` (Table 6).
     batch_first: the layout of the tokens the block receives ([B,L,d] if True, [L,B,d] if False); only
@@ -78,7 +80,7 @@ class MixtureOfAssessmentExperts(nn.Module):
     """
 
     def __init__(self, shared_ffn: nn.Module, n_experts: int = 3, *, freeze_shared: bool = True,
-                 use_sigma: bool = True, sigma_init: float = 0.0,
+                 use_sigma: bool = True, sigma_init: float = 0.0, train_sigma: bool = True,
                  router_init_std: float = DEFAULT_ROUTER_INIT_STD, force_expert: int | None = None,
                  force_renormalize: bool = False, batch_first: bool = True):
         super().__init__()
@@ -110,7 +112,7 @@ class MixtureOfAssessmentExperts(nn.Module):
                              device=fc.weight.device, dtype=fc.weight.dtype)
         sigma = torch.tensor(float(sigma_init) if use_sigma else 1.0, device=fc.weight.device)
         if use_sigma:
-            self.sigma = nn.Parameter(sigma)
+            self.sigma = nn.Parameter(sigma, requires_grad=bool(train_sigma))
         else:
             self.register_buffer("sigma", sigma)
         self.set_forced_expert(force_expert, renormalize=force_renormalize)

@@ -135,7 +135,8 @@ class GammaModel(CachesTextFeatures, nn.Module):
     backbone: a ClipBackbone, modified in place (the MoAE modules are inserted into its blocks).
     task / scene / prompt_style: the default prompt key (``default_prompt_key``).
     n_experts, n_layers, towers: MoAE shape (Tables 3, 5); n_layers=0 is "w/o MoAE".
-    freeze_shared, use_sigma, sigma_init, router_init_std: see ``MixtureOfAssessmentExperts``.
+    freeze_shared, use_sigma, sigma_init, train_sigma, router_init_std: see ``MixtureOfAssessmentExperts``
+        (``train_sigma=False``: sigma frozen at sigma_init = 0, the MoAE disabled; a control).
     adapter_hidden, adapter_residual: see ``perceptiq.heads.adapter``.
     level_values: initial C. tau: None -> CLIP's own frozen temperature 1/logit_scale; a float fixes it.
     seed: seeds the random initialisation (routers, adapter input layer) so a build is reproducible.
@@ -146,7 +147,7 @@ class GammaModel(CachesTextFeatures, nn.Module):
     def __init__(self, backbone: ClipBackbone, *, task: str = "quality", scene: str | None = None,
                  prompt_style: str | None = None, n_experts: int = 3, n_layers: int = 6,
                  towers: tuple[str, ...] | list[str] = TOWERS, freeze_shared: bool = True,
-                 use_sigma: bool = True, sigma_init: float = 0.0,
+                 use_sigma: bool = True, sigma_init: float = 0.0, train_sigma: bool = True,
                  router_init_std: float = DEFAULT_ROUTER_INIT_STD, adapter_hidden: int = DEFAULT_ADAPTER_HIDDEN,
                  adapter_residual: bool = True, level_values: tuple[float, ...] | list[float] = GAMMA_LEVEL_VALUES,
                  tau: float | None = None, seed: int = 0):
@@ -165,7 +166,7 @@ class GammaModel(CachesTextFeatures, nn.Module):
             torch.manual_seed(seed)
             insert_moae(backbone, n_layers=n_layers, n_experts=n_experts, towers=towers,
                         freeze_shared=freeze_shared, use_sigma=use_sigma, sigma_init=sigma_init,
-                        router_init_std=router_init_std)
+                        train_sigma=train_sigma, router_init_std=router_init_std)
             self.adapter = Adapter(backbone.embed_dim, adapter_hidden, residual=adapter_residual).to(device)
         self.level_values = nn.Parameter(torch.tensor([float(v) for v in level_values], device=device))
         self._text_cache = TextFeatureCache()

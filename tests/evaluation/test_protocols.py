@@ -163,3 +163,15 @@ def test_empty_inputs_are_rejected(tmp_path):
         evaluate_on_splits(noisy_model, samples, [whole_dataset_split(samples, "koniq", role="train")])
     with pytest.raises(ValueError, match="at least one split"):
         ProtocolResult(rows=())
+
+
+def test_a_single_split_report_does_not_repeat_its_row_as_median_mean_std(tmp_path):
+    """Issue 14 item 12: one split is its own result; the Markdown has no "median/mean/std of 1" rows (the
+    CSV keeps them, so a reader finds a setting's median the same way for any number of splits)."""
+    samples = dataset(tmp_path)
+    one = evaluate_on_splits(noisy_model, samples, make_repeated_splits(samples, "koniq", RANDOM, 1))
+    lines = one.to_markdown().strip().splitlines()
+    assert len(lines) == 2 + 1 and "of 1" not in one.to_markdown()
+    assert [r["row"] for r in csv.DictReader(io.StringIO(one.to_csv()))] == ["split", "median", "mean", "std"]
+    two = evaluate_on_splits(noisy_model, samples, make_repeated_splits(samples, "koniq", RANDOM, 2))
+    assert len(two.to_markdown().strip().splitlines()) == 2 + 2 + 3 and "**median of 2**" in two.to_markdown()

@@ -87,7 +87,7 @@ def score_command(
 
     from ..backbones.weights import WeightsNotFoundError
     from ..inference import RunSummary, default_output_columns, load_model, open_writer, read_done_paths, score_paths
-    from ..inference.writers import ResultFileError
+    from ..inference.writers import ResultFileError, table_decimals
 
     try:
         assessor = load_model(model, backbone=backbone, weights=weights, task=value(task), scene=value(scene),
@@ -108,7 +108,8 @@ def score_command(
     summary = RunSummary()
     try:
         done = read_done_paths(output) if resume and output is not None else set()
-        writer = open_writer(output, columns=columns, resume=resume)
+        writer = open_writer(output, columns=columns, resume=resume,
+                             score_decimals=table_decimals(str(info["precision"])))
     except ResultFileError as err:
         fail(str(err))
     with writer:

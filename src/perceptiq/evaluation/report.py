@@ -175,7 +175,8 @@ def _markdown_cell(text: str) -> str:
 
 
 def render_markdown(result: ProtocolResult, digits: int = 4) -> str:
-    """A Markdown table: per-split rows, then median (bold), mean and std rows for each setting."""
+    """A Markdown table: per-split rows, then median (bold), mean and std rows for each setting of more than
+    one split (a single split's row is its own result; the CSV keeps the summary rows for every setting)."""
     header = ["dataset", "mode", "params", "seed", "n_train", "n_test", *(METRIC_TITLES[m] for m in METRIC_NAMES), "notes"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
 
@@ -186,6 +187,8 @@ def render_markdown(result: ProtocolResult, digits: int = 4) -> str:
         for row in (row for row in result.rows if row.setting == summary.setting):
             add([row.dataset, row.mode, _params_text(row.params), str(row.seed), str(row.n_train), str(row.n_test),
                  *(_number(row.metrics.get(m, math.nan), digits) for m in METRIC_NAMES), "; ".join(row.notes)])
+        if summary.n_splits == 1:   # median, mean and std of one row would only repeat it
+            continue
         for statistic in SUMMARY_STATISTICS:
             values = [_number(summary.statistics[statistic][m], digits) for m in METRIC_NAMES]
             label = f"{statistic} of {summary.n_splits}"

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+
 from ..imaging.decode import error_reason
 
 RESULT_COLUMNS: tuple[str, ...] = ("path", "score", "error")
@@ -56,6 +58,15 @@ class ResultWriter:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    def _stored(self, row: Row) -> list[Any]:
+        """The row's values in column order, the score with the digits fp32 holds (``stored_scores``)."""
+        values = self._ordered(row)
+        if "score" in self.columns:
+            at = self.columns.index("score")
+            if isinstance(values[at], float):
+                values[at] = stored_scores([values[at]])[0]
+        return values
 
     def _ordered(self, row: Row) -> list[Any]:
         """The row's values in column order; missing columns are None, unknown ones are an error."""
@@ -108,7 +119,7 @@ class CsvResultWriter(_FileWriter):
         csv.writer(self._file, lineterminator="\n").writerow(self.columns)
 
     def write_rows(self, rows: Iterable[Row]) -> None:
-        self._csv.writerows([_csv_cell(v) for v in self._ordered(row)] for row in rows)
+        self._csv.writerows([_csv_cell(v) for v in self._stored(row)] for row in rows)
 
 
 class JsonlResultWriter(_FileWriter):
@@ -116,7 +127,7 @@ class JsonlResultWriter(_FileWriter):
 
     def write_rows(self, rows: Iterable[Row]) -> None:
         lines = [
-            json.dumps(dict(zip(self.columns, self._ordered(row))), ensure_ascii=False) + "\n" for row in rows
+            json.dumps(dict(zip(self.columns, self._stored(row))), ensure_ascii=False) + "\n" for row in rows
         ]
         self._file.write("".join(lines))
 
@@ -124,15 +135,18 @@ class JsonlResultWriter(_FileWriter):
 class TableWriter(ResultWriter):
     """Human-readable table on a text stream (stdout by default), printed batch by batch.
 
-    Column order is ``score``, the extra columns, ``path``, ``error``. Widths grow to the longest value
-    seen so far, so rows stay aligned unless a later value is longer than all before it.
+    Columns in the files' order (``path, score, error`` then the extra columns). Scores are shown with
+    ``score_decimals`` decimals: 4 by default, 3 for a bf16 model (``table_decimals``); the files keep every
+    digit the score's dtype holds. Widths grow to the longest value seen so far, so rows stay aligned
+    unless a later value is longer than all before it.
     """
 
-    def __init__(self, columns: Sequence[str] = RESULT_COLUMNS, stream: TextIO | None = None):
+    def __init__(self, columns: Sequence[str] = RESULT_COLUMNS, stream: TextIO | None = None, *,
+                 score_decimals: int = 4):
         super().__init__(columns)
         self.stream = stream if stream is not None else sys.stdout
-        extras = [c for c in self.columns if c not in RESULT_COLUMNS]
-        self._display = ["score", *extras, "path", "error"]
+        self.score_decimals = score_decimals
+        self._display = list(self.columns)
         self._widths = {name: len(name) for name in self._display}
         self._header_written = False
 
@@ -153,7 +167,7 @@ class TableWriter(ResultWriter):
         values = dict(zip(self.columns, self._ordered(row)))
         score = values.get("score")
         cells = {name: "" if values.get(name) is None else str(values[name]) for name in self._display}
-        cells["score"] = "failed" if score is None else f"{float(score):.4f}"
+        cells["score"] = "failed" if score is None else f"{float(score):.{self.score_decimals}f}"
         return cells
 
     def _line(self, cells: Mapping[str, str]) -> str:
@@ -165,20 +179,28 @@ class TableWriter(ResultWriter):
         return "  ".join([*parts, cells[last]]).rstrip()
 
 
+def table_decimals(precision: str) -> int:
+    """Decimals a printed score carries: 3 under bf16 (bf16 image features keep 8 bits of mantissa; scores of
+    bf16 and fp32 runs differ in the third decimal), 4 otherwise."""
+    return 3 if precision == "bf16" else 4
+
+
 def open_writer(
     path: str | os.PathLike | None,
     *,
     columns: Sequence[str] = RESULT_COLUMNS,
     resume: bool = False,
+    score_decimals: int = 4,
 ) -> ResultWriter:
-    """A writer for ``path`` chosen by extension (``.csv`` or ``.jsonl``); ``None`` prints a table.
+    """A writer for ``path`` chosen by extension (``.csv`` or ``.jsonl``); ``None`` prints a table (scores
+    with ``score_decimals`` decimals).
 
     ``resume=False`` starts the file afresh (an existing file is overwritten). ``resume=True`` keeps
     the rows already there: an incomplete last line from a killed run is cut off, the existing columns
     must equal ``columns``, and new rows are appended. Use :func:`read_done_paths` to skip done inputs.
     """
     if path is None:
-        return TableWriter(columns)
+        return TableWriter(columns, score_decimals=score_decimals)
     path = Path(path)
     kind = _format_of(path)
     if resume and path.exists():
@@ -292,6 +314,13 @@ def _format_of(path: Path) -> str:
             f"use one of {sorted(WRITER_FORMATS)} (or no output file for a table on stdout)"
         )
     return kind
+
+
+def stored_scores(scores: Iterable[float]) -> list[float]:
+    """Scores as the shortest decimals that read back to the same fp32 values (0.87769985, not float64's
+    0.8776998519897461). Score heads compute in fp32 (bf16 runs too), so further digits are noise; files
+    and the HTTP service carry these (docs/inference.md)."""
+    return [float(str(np.float32(value))) for value in scores]
 
 
 def _csv_cell(value: Any) -> Any:

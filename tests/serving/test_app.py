@@ -181,9 +181,37 @@ def assert_refused(response, status: int, filename: str | None, reason: str):
         assert reason in body["errors"][0]["error"]
 
 
-def test_non_image_upload_is_422_naming_the_file(client):
-    response = client.post("/v1/score", files=files_field(("ok.png", image_bytes(1)),
-                                                          ("notes.txt", b"just some text, no pixels")))
+def assert_answered_per_file(response, expected: list[tuple[str, float | None, str | None]]):
+    """200, one result per upload in order: (filename, reference score or None, error text or None)."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [r["filename"] for r in body["results"]] == [name for name, _, _ in expected]
+    for result, (name, score, error) in zip(body["results"], expected):
+        if error is None:
+            assert result["error"] is None and result["score"] == pytest.approx(score, abs=1e-5), name
+        else:
+            assert result["score"] is None and result["scene"] is None and error in result["error"], name
+    n_failed = sum(error is not None for _, _, error in expected)
+    assert (body["scored"], body["failed"]) == (len(expected) - n_failed, n_failed)
+
+
+def test_a_bad_file_among_good_ones_gets_an_error_entry_and_the_good_ones_keep_their_scores(client, assessor):
+    good = [image_bytes(1), image_bytes(2, fmt="JPEG")]
+    response = client.post("/v1/score", files=files_field(        # MAX_FILES = 4
+        ("ok.png", good[0]), ("notes.txt", b"just some text, no pixels"), ("ok2.jpg", good[1]),
+        ("huge.png", b"\0" * (MAX_UPLOAD_BYTES + 1))))
+    assert_answered_per_file(response, [
+        ("ok.png", reference_score(assessor, good[0]), None), ("notes.txt", None, "not an image"),
+        ("ok2.jpg", reference_score(assessor, good[1]), None), ("huge.png", None, "over upload limit")])
+    truncated = image_bytes(3, size=(200, 160), fmt="JPEG")
+    response = client.post("/v1/score", files=files_field(("cut.jpg", truncated[: len(truncated) // 2]),
+                                                          ("ok.png", good[0])))
+    assert_answered_per_file(response, [("cut.jpg", None, "corrupt or truncated"),
+                                        ("ok.png", reference_score(assessor, good[0]), None)])
+
+
+def test_non_image_upload_alone_is_422_naming_the_file(client):
+    response = client.post("/v1/score", files=files_field(("notes.txt", b"just some text, no pixels")))
     assert_refused(response, 422, "notes.txt", "not an image")
 
 
@@ -193,10 +221,14 @@ def test_truncated_image_is_422_naming_the_file(client):
     assert_refused(response, 422, "cut.jpg", "corrupt or truncated")
 
 
-def test_upload_over_the_byte_limit_is_413_naming_the_file(client):
-    response = client.post("/v1/score", files=files_field(("ok.png", image_bytes(1)),
-                                                          ("huge.png", b"\0" * (MAX_UPLOAD_BYTES + 1))))
-    assert_refused(response, 413, "huge.png", "over upload limit")
+def test_nothing_scorable_names_every_file_413_only_when_all_are_too_large(client):
+    too_large = client.post("/v1/score", files=files_field(("huge.png", b"\0" * (MAX_UPLOAD_BYTES + 1))))
+    assert_refused(too_large, 413, "huge.png", "over upload limit")
+    mixed = client.post("/v1/score", files=files_field(("huge.png", b"\0" * (MAX_UPLOAD_BYTES + 1)),
+                                                       ("notes.txt", b"text")))
+    assert mixed.status_code == 422
+    assert [(e["filename"], e["error"][:10]) for e in mixed.json()["errors"]] == [
+        ("huge.png", "over uploa"), ("notes.txt", "not an ima")]
 
 
 def test_request_body_over_the_total_limit_is_413(client):

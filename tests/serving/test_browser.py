@@ -163,6 +163,25 @@ def test_page_reports_a_bad_file_and_still_scores_the_good_one(browser, server_u
     assert done.get_attribute("data-name") == "good.png"
 
 
+def test_page_takes_each_files_own_result_even_when_names_repeat(browser, server_url, tmp_path):
+    """The service answers per file in upload order; the page matches results by position, so a broken
+    file and a good one that share a name each get their own result."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    good, bad = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png"
+    write_image(good, 6)
+    bad.write_bytes(b"not a png either")
+    browser.get(server_url)
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(lambda d: "test-tiny" in d.find_element(By.ID, "model-info").text)
+    browser.find_element(By.ID, "file-input").send_keys(f"{good}\n{bad}")
+    wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#results .result.pending")
+               and len(d.find_elements(By.CSS_SELECTOR, "#results .result")) == 2)
+    states = [e.get_attribute("class").split()[-1] for e in browser.find_elements(By.CSS_SELECTOR, "#results .result")]
+    assert states == ["done", "failed"]
+    assert "1 scored, 1 failed" in browser.find_element(By.ID, "status").text
+
+
 def test_page_asks_for_the_token_when_the_server_has_one(browser, assessor, tmp_path):
     image = tmp_path / "photo.png"
     write_image(image, 3)

@@ -4,8 +4,10 @@ Endpoints (details, limits and status codes in docs/serving.md):
 
 * ``POST /v1/score`` — multipart upload, repeatable field ``files``, optional ``task``, ``scene`` and
   ``view`` (``resize``, ``crops:N[,random]``, ``full``; default the model's); answers
-  ``{"results": [{"filename", "score", "scene", "crop_scores", "boxes"}, ...], "view": ..., "model": {...}}``
-  in upload order (``crop_scores``/``boxes``: each model input's score and region, fractions of the image).
+  ``{"results": [{"filename", "score", "scene", "crop_scores", "boxes", "error"}, ...], "scored", "failed",
+  "view": ..., "model": {...}}`` in upload order, one result per file (``crop_scores``/``boxes``: each model
+  input's score and region, fractions of the image); a file that cannot be scored gets an ``error`` and no
+  score, as a row of ``perceptiq score`` does; 422/413 only when no file could be scored.
 * ``GET /v1/models`` — the loaded model (backbone, weights, prompts, score range and direction), the
   tasks and scenes a request may ask for, the variants built so far, and the upload limits.
 * ``GET /healthz`` — liveness, and whether a token is needed.
@@ -33,6 +35,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ..imaging import ImageDecodeError, ViewError, parse_view
 from ..inference.results import mean_score
+from ..inference.writers import stored_scores
 from .uploads import RequestError, ScoreForm, UploadLimits, read_score_form
 from .variants import ModelVariants, Variant, VariantUnavailable
 
@@ -127,29 +130,39 @@ def create_app(source, *, token: str | None = None, max_files: int = 32,
     @app.post("/v1/score", tags=["scoring"], dependencies=[Depends(require_token)],
               openapi_extra=_SCORE_REQUEST_SCHEMA)
     async def score(request: Request) -> dict:
-        """Score uploaded images; results come back in upload order."""
+        """Score uploaded images: one result per file in upload order, an ``error`` (and no score) for each
+        file that could not be scored; 422/413 only when no file could be."""
         form = await read_score_form(request, limits)
         variant = await _resolve_variant(variants, form)
         try:
             view = parse_view(form.view, default=variant.assessor.view)
         except ViewError as err:
             raise RequestError(400, f"form field 'view': {err}") from None
-        inputs = await _decode_all(variant, form, view, decode_pool)
+        inputs, errors = await _decode_each(variant, form, view, decode_pool)
+        good = [i for i, vi in enumerate(inputs) if vi is not None]
+        if not good:
+            raise _nothing_scored(errors)
         try:
-            flat = await variant.batcher.score([vi.pixels[k] for vi in inputs for k in range(len(vi))])
+            flat = await variant.batcher.score([inputs[i].pixels[k] for i in good for k in range(len(inputs[i]))])
         except Exception as err:  # noqa: BLE001 — the model failed on a batch: say so, keep serving
             raise RequestError(500, f"scoring failed: {type(err).__name__}: {err}") from None
         info = variant.assessor.describe()
         results, offset = [], 0
-        for upload, vi in zip(form.uploads, inputs):
+        for i, upload in enumerate(form.uploads):
+            vi = inputs[i]
+            if vi is None:
+                results.append({"filename": upload.filename, "score": None, "scene": None, "crop_scores": [],
+                                "boxes": [], "error": errors[i]["error"]})
+                continue
             own = flat[offset:offset + len(vi)]
             offset += len(vi)
             scenes = [r.scene for r in own if r.scene is not None]
-            results.append({"filename": upload.filename, "score": mean_score([r.score for r in own]),
+            crop_scores = stored_scores([r.score for r in own])
+            results.append({"filename": upload.filename, "score": stored_scores([mean_score(crop_scores)])[0],
                             "scene": max(set(scenes), key=scenes.count) if scenes else None,
-                            "crop_scores": [r.score for r in own], "boxes": [list(b) for b in vi.boxes]})
-        return {"results": results, "view": str(view),
-                "model": {name: info[name] for name in RESPONSE_MODEL_FIELDS}}
+                            "crop_scores": crop_scores, "boxes": [list(b) for b in vi.boxes], "error": None})
+        return {"results": results, "scored": len(good), "failed": len(form.uploads) - len(good),
+                "view": str(view), "model": {name: info[name] for name in RESPONSE_MODEL_FIELDS}}
 
     _add_page(app)
     if swagger_assets:
@@ -180,27 +193,40 @@ async def _resolve_variant(variants: ModelVariants, form: ScoreForm) -> Variant:
         raise RequestError(err.status, str(err)) from None
 
 
-async def _decode_all(variant: Variant, form: ScoreForm, view, pool: concurrent.futures.Executor) -> list:
-    """Each upload -> its view's ViewInput in the decode pool; any failure fails the request, naming every
-    bad file (413 when one is too large, else 422)."""
+async def _decode_each(variant: Variant, form: ScoreForm, view, pool: concurrent.futures.Executor
+                       ) -> tuple[list, dict[int, dict]]:
+    """Each upload -> its view's ViewInput in the decode pool, or None with an error entry ``{"filename",
+    "error", "too_large"}`` under its position (an upload over the byte limit is not decoded at all)."""
     loop = asyncio.get_running_loop()
     view_input = variant.assessor.view_input
-    outcomes = await asyncio.gather(
-        *(loop.run_in_executor(pool, view_input, upload.data, view) for upload in form.uploads),
-        return_exceptions=True)
-    errors, oversize = [], False
-    for upload, outcome in zip(form.uploads, outcomes):
-        if isinstance(outcome, ImageDecodeError):
-            errors.append({"filename": upload.filename, "error": str(outcome)})
-            oversize = oversize or outcome.reason in OVERSIZE_REASONS
-        elif isinstance(outcome, BaseException):  # the transform itself failed on this image
-            errors.append({"filename": upload.filename,
-                           "error": f"preprocess failed ({type(outcome).__name__}: {outcome})"})
-    if errors:
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise RequestError(413 if oversize else 422, f"{first['filename']}: {first['error']}{more}", errors)
-    return list(outcomes)
+
+    def decode(upload):
+        return upload if upload.error is not None else view_input(upload.data, view)
+
+    outcomes = await asyncio.gather(*(loop.run_in_executor(pool, decode, upload) for upload in form.uploads),
+                                    return_exceptions=True)
+    inputs, errors = [], {}
+    for position, (upload, outcome) in enumerate(zip(form.uploads, outcomes)):
+        if outcome is upload:                       # refused before decoding (over the byte limit)
+            errors[position] = {"filename": upload.filename, "error": upload.error, "too_large": True}
+        elif isinstance(outcome, ImageDecodeError):
+            errors[position] = {"filename": upload.filename, "error": str(outcome),
+                                "too_large": outcome.reason in OVERSIZE_REASONS}
+        elif isinstance(outcome, BaseException):    # the transform itself failed on this image
+            errors[position] = {"filename": upload.filename, "too_large": False,
+                                "error": f"preprocess failed ({type(outcome).__name__}: {outcome})"}
+        inputs.append(None if position in errors else outcome)
+    return inputs, errors
+
+
+def _nothing_scored(errors: dict[int, dict]) -> RequestError:
+    """No upload could be scored: 413 when every one was too large (bytes or pixels), else 422; the
+    answer names every file and why."""
+    entries = [{"filename": e["filename"], "error": e["error"]} for _, e in sorted(errors.items())]
+    first = entries[0]
+    more = f" (and {len(entries) - 1} more)" if len(entries) > 1 else ""
+    status = 413 if all(e["too_large"] for e in errors.values()) else 422
+    return RequestError(status, f"no image could be scored: {first['filename']}: {first['error']}{more}", entries)
 
 
 def _add_page(app: FastAPI) -> None:

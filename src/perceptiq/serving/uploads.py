@@ -53,8 +53,11 @@ class UploadLimits:
 
 @dataclass(frozen=True)
 class Upload:
+    """One uploaded file; ``error`` says why it is not scored without being read (over the byte limit)."""
+
     filename: str
     data: bytes
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,18 +115,16 @@ async def _bounded(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[by
 
 
 async def _collect_files(values: list, limits: UploadLimits) -> list[Upload]:
-    uploads, too_big = [], []
+    """The uploads in order; one over ``max_upload_bytes`` is kept unread, with its error (answered per file)."""
+    uploads = []
     for index, value in enumerate(values):
         if not isinstance(value, UploadFile):
             raise RequestError(400, f"field 'files' #{index + 1} is text, not a file upload")
         name = value.filename or f"upload-{index + 1}"
         if value.size is not None and value.size > limits.max_upload_bytes:
-            too_big.append({"filename": name, "error": f"over upload limit ({value.size} bytes > "
-                                                       f"{limits.max_upload_bytes})"})
+            uploads.append(Upload(name, b"", f"over upload limit ({value.size} bytes > {limits.max_upload_bytes})"))
             continue
         uploads.append(Upload(name, await value.read()))
-    if too_big:
-        raise RequestError(413, f"{too_big[0]['filename']}: {too_big[0]['error']}", too_big)
     return uploads
 
 

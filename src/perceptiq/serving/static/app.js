@@ -107,17 +107,13 @@ function fail(entry, message) {
   entry.error = message;
 }
 
-// Send the entries in requests of at most maxFiles. A request the server refuses because of some
-// files (422/413 with "errors") is sent again without them, so one bad file costs no one else a score.
+// Send the entries in requests of at most maxFiles. The server answers per file: a file it cannot score
+// comes back with an error and costs no other file its score (a 4xx only when none could be scored).
 async function scoreEntries(todo) {
   for (let start = 0; start < todo.length; start += server.maxFiles) {
-    let chunk = todo.slice(start, start + server.maxFiles);
-    while (chunk.length) {
-      setStatus("scoring " + chunk.length + " image(s)…");
-      const outcome = await postChunk(chunk);
-      if (outcome.done) break;
-      chunk = chunk.filter((entry) => entry.state === "pending");
-    }
+    const chunk = todo.slice(start, start + server.maxFiles);
+    setStatus("scoring " + chunk.length + " image(s)…");
+    await postChunk(chunk);
     render();
   }
   const failed = entries.filter((e) => e.state === "failed").length;
@@ -137,29 +133,31 @@ async function postChunk(chunk) {
     body = await response.json();
   } catch (err) {
     chunk.forEach((entry) => fail(entry, "request failed: " + err));
-    return { done: true };
+    return;
   }
   if (response.ok) {
+    // one result per file, in upload order
     body.results.forEach((result, i) => {
-      chunk[i].state = "done";
-      chunk[i].score = result.score;
-      chunk[i].scene = result.scene;
-      chunk[i].cropScores = result.crop_scores || [];
-      chunk[i].boxes = result.boxes || [];
+      if (result.error) {
+        fail(chunk[i], result.error);
+      } else {
+        chunk[i].state = "done";
+        chunk[i].score = result.score;
+        chunk[i].scene = result.scene;
+        chunk[i].cropScores = result.crop_scores || [];
+        chunk[i].boxes = result.boxes || [];
+      }
     });
-    return { done: true };
+    return;
   }
-  const named = (body.errors || []).filter((e) => chunk.some((entry) => entry.name === e.filename));
-  if ((response.status === 422 || response.status === 413) && named.length) {
-    for (const problem of named) {
-      chunk.filter((entry) => entry.name === problem.filename).forEach((entry) => fail(entry, problem.error));
-    }
-    return { done: false }; // retry the others
+  // nothing could be scored (422/413 name each file), or the request itself was refused
+  const named = body.errors || [];
+  if (named.length === chunk.length) {
+    named.forEach((problem, i) => fail(chunk[i], problem.error));
+  } else {
+    chunk.forEach((entry) => fail(entry, "HTTP " + response.status + ": " + (body.detail || response.statusText)));
   }
-  const message = "HTTP " + response.status + ": " + (body.detail || response.statusText);
-  chunk.forEach((entry) => fail(entry, message));
   if (response.status === 401) page.tokenField.hidden = false;
-  return { done: true };
 }
 
 function sortedEntries() {

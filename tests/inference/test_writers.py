@@ -3,6 +3,7 @@ import io
 import json
 import os
 
+import numpy as np
 import pytest
 
 from perceptiq.inference import writers
@@ -21,7 +22,9 @@ from perceptiq.inference.writers import (
 COLUMNS = ("path", "score", "error", "scene")
 
 ROWS = [
-    {"path": "plain.jpg", "score": 0.1 + 0.2, "error": None, "scene": "portrait"},
+    # Scores as fp32 holds them: writers store the shortest decimal of the fp32 value (``stored_scores``),
+    # so these rows read back unchanged; ``test_scores_are_stored_with_the_digits_fp32_holds`` covers the rest.
+    {"path": "plain.jpg", "score": 0.3, "error": None, "scene": "portrait"},
     {"path": "with,comma and \"quotes\".png", "score": None, "error": "not an image", "scene": None},
     {"path": "line\nbreak.jpg", "score": -1.5e-7, "error": None, "scene": "night"},
     {"path": "ünïcödé\u2028name.webp", "score": 3.0, "error": None, "scene": "landscape"},
@@ -57,8 +60,24 @@ def test_csv_layout_is_plain(tmp_path):
     write(path, ROWS[:2])
     assert path.read_text(encoding="utf-8").split("\n")[:2] == [
         "path,score,error,scene",
-        "plain.jpg,0.30000000000000004,,portrait",
+        "plain.jpg,0.3,,portrait",
     ]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_scores_are_stored_with_the_digits_fp32_holds(tmp_path, suffix):
+    # A float64 sum and an fp32 score widened to float64 both carry digits the model never computed.
+    widened = float(np.float32(0.8776998519897461))
+    rows = [{"path": "a.jpg", "score": 0.1 + 0.2, "error": None, "scene": None},
+            {"path": "b.jpg", "score": widened, "error": None, "scene": None}]
+    path = tmp_path / f"r{suffix}"
+    write(path, rows)
+    text = path.read_text(encoding="utf-8")
+    assert "0.30000000000000004" not in text and "0.8776998519897461" not in text
+    read = [row["score"] for row in read_result_rows(path)]
+    assert read == [0.3, 0.87769985]
+    # Nothing the fp32 value holds is lost: each stored decimal reads back to the identical fp32 number.
+    assert [np.float32(value) for value in read] == [np.float32(0.1 + 0.2), np.float32(widened)]
 
 
 def test_jsonl_layout_uses_null(tmp_path):
@@ -181,10 +200,11 @@ def test_table_writer_aligns_columns():
     ])
     table.write_rows([{"path": "b.jpg", "score": 12.5, "error": None, "scene": "x"}])
     assert stream.getvalue().split("\n") == [
-        " score  scene     path           error",
-        "0.1235  portrait  a.jpg",
-        "failed            long/name.png  not an image",
-        "12.5000  x         b.jpg",
+        # The files' column order; widths grow with the longest value seen so far (12.5000 widens score).
+        "path            score  error         scene",
+        "a.jpg          0.1235                portrait",
+        "long/name.png  failed  not an image",
+        "b.jpg          12.5000                x",
         "",
     ]
 

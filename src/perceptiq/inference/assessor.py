@@ -4,6 +4,7 @@ tensors."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -13,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..backbones.inference_weights import weight_copies_for
 from ..backbones.native_resolution import patch_size as _patch_size
 from ..backbones.precision import autocast_context, resolve_device, resolve_precision
 from ..imaging.decode import ImageDecodeError, load_rgb
@@ -54,6 +56,7 @@ class Assessor:
         info = bundle.backbone
         self.image_size = info.image_size
         visual = getattr(getattr(getattr(self.module, "backbone", None), "clip", None), "visual", None)
+        self.image_tower = visual
         self.patch_size = _patch_size(visual) if visual is not None and hasattr(visual, "conv1") else 16
         # the view: asked for, else the checkpoint's recipe's test view, else the model's default
         self.view = parse_view(view, default=bundle.config.get("view") or bundle.spec.default_view)
@@ -121,9 +124,17 @@ class Assessor:
     def predict(self, pixels: torch.Tensor) -> ScoreOutput:
         """pixels [B,3,H,W] (model input) -> ScoreOutput with scores as float32 on the CPU."""
         pixels = pixels.to(self.device, non_blocking=True)
-        with autocast_context(self.precision, self.device):
+        with autocast_context(self.precision, self.device), self._weight_copies():
             out = self.module(pixels)
         return ScoreOutput(out.scores.float().cpu(), out.scenes)
+
+    def _weight_copies(self):
+        """Under bf16, for a model in eval mode: the image tower's linear and attention layers use bf16
+        copies of their weights made once, instead of autocast casting the fp32 weights on every call
+        (same numerics; ``backbones/inference_weights.py`` says why and what it costs). Otherwise nothing."""
+        if self.precision != "bf16" or self.image_tower is None or self.module.training:
+            return contextlib.nullcontext()
+        return weight_copies_for(self.image_tower, torch.bfloat16).active()
 
     def predict_inputs(self, inputs: Sequence[ViewInput], *, max_batch: int = 32,
                        stacked: torch.Tensor | None = None) -> list[ViewScore]:

@@ -91,3 +91,70 @@ def test_stem_macs_match_the_flop_counter():
     conv_flops = sum(v for k, v in counted.by_op.items() if "conv" in str(k))
     assert conv_flops == 2 * stem.macs(224, 224)
     assert stem.kernel_size == (32, 32)
+
+
+@pytest.mark.parametrize("options, shape", [
+    ({}, (3, 3, 48, 40)),                               # the shipped front end
+    ({}, (1, 3, 37, 29)),                               # odd sizes: the coarse scale's partial cells
+    ({"chroma": False}, (2, 3, 32, 32)),
+    ({"luma_scales": 3}, (2, 3, 50, 45)),
+])
+def test_fast_front_end_is_as_accurate_as_the_reference(options, shape):
+    """``fast`` (in place, no concatenations) computes what ``reference`` defines. Both are compared with the
+    reference in fp64, so a different order of fp32 operations on another CPU passes while a wrong plane,
+    border or scale does not (they are bit for bit equal on the CPUs measured)."""
+    from ..rounding import assert_as_accurate
+
+    mean, std = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
+    front = LocalNormalizationPlanes(mean, std, **options)
+    pixels = torch.randn(*shape, generator=torch.Generator().manual_seed(3)).clamp(-1.8, 2.1)
+    with torch.no_grad():
+        fast, reference = front.fast(pixels), front.reference(pixels)
+        exact = LocalNormalizationPlanes(mean, std, **options).double().reference(pixels.double())
+    assert fast.shape == reference.shape == (shape[0], front.out_channels, *shape[2:])
+    for channel in range(front.out_channels):      # per plane: the pixels' planes must not hide an MSCN one
+        assert_as_accurate(fast[:, channel], reference[:, channel], exact[:, channel], reduction_length=49,
+                           what=f"plane {channel}")
+
+
+def test_front_end_takes_the_fast_path_only_where_nothing_differentiates_through_it(monkeypatch):
+    front = LocalNormalizationPlanes((0.5,) * 3, (0.25,) * 3)
+    pixels = torch.randn(2, 3, 24, 24, generator=torch.Generator().manual_seed(4))
+    taken = []
+    for name in ("fast", "reference"):
+        original = getattr(front, name)
+        monkeypatch.setattr(front, name, lambda x, original=original, name=name: taken.append(name) or original(x))
+    with torch.inference_mode():
+        front(pixels)
+    front(pixels)                                   # training: grad mode on, but no gradient wanted
+    assert taken == ["fast", "fast"]
+    wanted = pixels.clone().requires_grad_(True)
+    front(wanted)[:, 3:].square().sum().backward()  # a gradient through the MSCN planes: the reference
+    assert taken[-1] == "reference" and torch.isfinite(wanted.grad).all() and wanted.grad.abs().sum() > 0
+    batched = torch.func.vmap(front)(pixels.unsqueeze(1))          # torch.func: the reference as well
+    assert taken[-1] == "reference" and batched.shape == (2, 1, 7, 24, 24)
+
+
+def test_stem_scores_in_chunks_what_it_computes_in_one_pass(monkeypatch):
+    """Inference runs the stem in chunks of INFERENCE_CHUNK_PIXELS (here 2 images of 64 x 64: 5 images give
+    chunks of 2, 2, 1); autograd runs one pass. Same values, within fp32 rounding against fp64."""
+    from perceptiq.backbones import stems
+
+    from ..rounding import assert_as_accurate
+
+    monkeypatch.setattr(stems, "INFERENCE_CHUNK_PIXELS", 2 * 64 * 64)
+    torch.manual_seed(5)
+    stem = ConvPatchStem(48, 32, (0.5,) * 3, (0.25,) * 3, channels=(8, 16, 24))
+    pixels = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    sizes = []
+    embed = stem._embed
+    monkeypatch.setattr(stem, "_embed", lambda x: sizes.append(x.shape[0]) or embed(x))
+    with torch.inference_mode():
+        chunked = stem(pixels)
+    assert sizes == [2, 2, 1]
+    one_pass = stem(pixels)                          # grad mode: one pass
+    assert sizes[-1] == 5
+    with torch.inference_mode():
+        exact = stem.double()(pixels.double())
+    assert chunked.shape == (5, 48, 2, 2)
+    assert_as_accurate(chunked, one_pass.detach(), exact, reduction_length=49 + 24 * 9)

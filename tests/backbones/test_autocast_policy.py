@@ -109,3 +109,36 @@ def test_inside_torch_compile_the_fused_path_is_never_assumed(monkeypatch):
         assert _takes_fused_path(attention, tokens)
         monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)   # as inside a dynamo trace
         assert not _takes_fused_path(attention, tokens)    # the traced graph runs the unfused path
+
+
+def test_attention_that_torch_never_fuses_projects_qkv_in_one_gemm_also_at_inference():
+    """perceptiq-tiny's ViT has 3 heads of 64: torch's fused path wants an even head count, so even in
+    eval mode without gradients its attention runs the unfused path, where the transposed input made torch
+    expand the packed q/k/v weight over the sequence (a [L, W, 3W] copy and a bmm per layer). The layout
+    hook acts there; the outputs stay what bf16 makes of the same computation."""
+    from perceptiq.backbones.autocast_policy import _sequence_first_layout, install_attention_layout_hooks
+
+    torch.manual_seed(0)
+    layers = {name: torch.nn.Sequential(torch.nn.MultiheadAttention(192, 3, batch_first=True)).eval()
+              for name in ("hooked", "unhooked")}
+    layers["unhooked"].load_state_dict(layers["hooked"].state_dict())
+    install_attention_layout_hooks(layers["hooked"])
+    tokens = torch.randn(8, 50, 192, generator=torch.Generator().manual_seed(2))
+    outputs, bmms = {}, {}
+    for name, layer in layers.items():
+        attention = layer[0]
+
+        def run():
+            with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+                return attention(tokens, tokens, tokens, need_weights=False)[0].float()
+
+        outputs[name], calls = _aten_calls(run)
+        bmms[name] = _expanded_weight_bmms(calls, 192)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _sequence_first_layout(layers["hooked"][0], (tokens, tokens, tokens), {}) is not None
+    assert bmms["unhooked"], "torch now fuses odd head counts or folds the transpose: the hook may be unnecessary"
+    assert bmms["hooked"] == []
+    with torch.inference_mode():
+        exact = layers["unhooked"].double()[0](*(tokens.double(),) * 3, need_weights=False)[0]
+    errors = {name: float((out.double() - exact).norm()) for name, out in outputs.items()}
+    assert errors["hooked"] <= 10 * errors["unhooked"], errors    # bf16 rounding of the same size

@@ -74,8 +74,14 @@ def _takes_fused_path(module: nn.MultiheadAttention, query: torch.Tensor) -> boo
     """Whether torch can run ``module`` through its fused inference kernel (which wants the plain layout):
     only in eval mode and with no gradient to compute, never inside ``torch.compile`` (the traced graph
     takes the unfused path) and never under CUDA autocast (torch checks for it). The CUDA case is
-    reasoned from torch's code, not measured: no GPU was lent to this project so far."""
+    reasoned from torch's code, not measured: no GPU was lent to this project so far. Nor for a module
+    torch's fast path refuses whatever the mode (``nn.MultiheadAttention.forward``'s own checks): an odd
+    head count (perceptiq-tiny's 192-wide ViT has 3 heads of 64), separate q/k/v weights, bias_k/v,
+    add_zero_attn, or the fast path switched off."""
     if module.training or torch.compiler.is_compiling():
+        return False
+    if (module.num_heads % 2 or not module._qkv_same_embed_dim or module.bias_k is not None
+            or module.add_zero_attn or not torch.backends.mha.get_fastpath_enabled()):
         return False
     if query.device.type == "cuda":   # torch's MHA leaves its fused path whenever CUDA autocast is on
         return False

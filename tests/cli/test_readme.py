@@ -138,3 +138,21 @@ def test_readme_few_shot_walk_through_runs_as_written(tmp_path, monkeypatch):
     assert len(units) == 1 and units[0].startswith("csv-k50")
     scored = _run([a.replace("<unit>", units[0]) for a in score] + TINY["score"])
     assert "new_images/a.png" in scored
+
+
+def test_torch_is_a_tested_range_that_holds_the_versions_readme_installs():
+    """pyproject depends on a torch / torchvision range, not a pin (``pip install perceptiq`` must not
+    replace a user's torch), and the versions README's first command installs (what CI tests) are in it."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    specs = {req.name: req.specifier for req in map(Requirement, dependencies)}
+    installed = dict(re.findall(r"\b(torch|torchvision)==([\w.]+)", bash_blocks()[0]))
+    assert set(installed) == {"torch", "torchvision"}, bash_blocks()[0]
+    for name, version in installed.items():
+        spec = specs[name]
+        assert not any(s.operator in ("==", "===") for s in spec), f"{name} is pinned: {spec}"
+        assert {s.operator for s in spec} >= {">=", "<"}, f"{name} needs a lower and an upper bound: {spec}"
+        assert spec.contains(version), f"README installs {name} {version}, outside pyproject's {spec}"

@@ -3,7 +3,11 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from perceptiq.backbones import create_backbone
-from perceptiq.backbones.autocast_policy import Float32PatchEmbedding, keep_patch_embedding_in_fp32
+from perceptiq.backbones.autocast_policy import (
+    Float32PatchEmbedding,
+    bf16_residual_stream,
+    keep_patch_embedding_in_fp32,
+)
 
 
 def _aten_calls(fn):
@@ -142,3 +146,46 @@ def test_attention_that_torch_never_fuses_projects_qkv_in_one_gemm_also_at_infer
         exact = layers["unhooked"].double()[0](*(tokens.double(),) * 3, need_weights=False)[0]
     errors = {name: float((out.double() - exact).norm()) for name, out in outputs.items()}
     assert errors["hooked"] <= 10 * errors["unhooked"], errors    # bf16 rounding of the same size
+
+
+def test_bf16_inference_stream_starts_from_fp32_patch_embeddings_and_only_without_gradients():
+    """Adjustment 3: inside ``bf16_residual_stream()`` under bf16 autocast with no gradient, the patch
+    embeddings are the fp32 convolution rounded once to bf16; with a gradient, outside the context or
+    without autocast they stay fp32."""
+    backbone = create_backbone("test-tiny", "random")
+    conv = backbone.clip.visual.conv1
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    reference = torch.nn.functional.conv2d(pixels, conv.weight, stride=conv.stride)
+    with torch.autocast("cpu", dtype=torch.bfloat16), bf16_residual_stream():
+        with torch.inference_mode():
+            streamed = conv(pixels)
+        with torch.enable_grad():
+            trained = conv(pixels.requires_grad_())
+    with torch.inference_mode(), bf16_residual_stream():
+        no_autocast = conv(pixels)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outside = conv(pixels)
+    assert streamed.dtype == torch.bfloat16
+    assert torch.equal(streamed, outside.to(torch.bfloat16))           # the fp32 result, rounded once
+    torch.testing.assert_close(outside, reference, atol=1e-5, rtol=1e-5)
+    assert trained.dtype == no_autocast.dtype == outside.dtype == torch.float32
+
+
+def test_bf16_predict_runs_every_block_on_a_bf16_stream_and_training_on_fp32():
+    import perceptiq
+
+    model = perceptiq.load_model("zero-shot", backbone="test-tiny", weights="random", device="cpu",
+                                 precision="bf16")
+    blocks = model.image_tower.transformer.resblocks
+    seen = []
+    handles = [b.register_forward_pre_hook(lambda _m, args: seen.append(args[0].dtype)) for b in blocks]
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+    model.predict(pixels)
+    assert seen == [torch.bfloat16] * len(blocks)
+    seen.clear()
+    model.module.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16), bf16_residual_stream():
+        model.module(pixels)                              # a training forward: gradients recorded
+    assert seen == [torch.float32] * len(blocks)
+    for handle in handles:
+        handle.remove()

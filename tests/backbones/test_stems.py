@@ -158,3 +158,21 @@ def test_stem_scores_in_chunks_what_it_computes_in_one_pass(monkeypatch):
         exact = stem.double()(pixels.double())
     assert chunked.shape == (5, 48, 2, 2)
     assert_as_accurate(chunked, one_pass.detach(), exact, reduction_length=49 + 24 * 9)
+
+
+def test_stem_feeds_bf16_inference_its_fp32_output_rounded_once():
+    """Under ``bf16_residual_stream()`` (bf16 inference, ``autocast_policy.py`` adjustment 3) the stem
+    still computes in fp32 and hands the transformer that result rounded to bf16; with gradients, fp32."""
+    from perceptiq.backbones.autocast_policy import bf16_residual_stream
+
+    torch.manual_seed(7)
+    stem = ConvPatchStem(48, 32, (0.5,) * 3, (0.25,) * 3, channels=(8, 16, 24))
+    pixels = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        fp32 = stem(pixels)
+    with torch.autocast("cpu", dtype=torch.bfloat16), bf16_residual_stream():
+        with torch.inference_mode():
+            streamed = stem(pixels)
+        trained = stem(pixels)
+    assert streamed.dtype == torch.bfloat16 and trained.dtype == torch.float32
+    assert torch.equal(streamed, fp32.to(torch.bfloat16))

@@ -1,11 +1,17 @@
 """How a CLIP backbone runs under autocast (bf16 on CPU or CUDA): fast, and ranking like fp32.
 
-Two adjustments, by composition; same parameters, same ``state_dict`` keys; no open_clip code is copied.
+Three adjustments, by composition; same parameters, same ``state_dict`` keys; no open_clip code is copied.
 
 1. Patch embedding in fp32: open_clip's ViT patch embedding (``visual.conv1``) becomes a
    ``Float32PatchEmbedding``, an ``nn.Conv2d`` subclass that computes in fp32 even under autocast.
 2. Attention input layout where torch's fused attention kernel is not used (training, gradients,
    ``torch.compile``, CUDA autocast): a forward pre-hook on every ``nn.MultiheadAttention``.
+3. A bf16 residual stream for inference (``bf16_residual_stream()``, entered by ``Assessor.predict``
+   together with the bf16 weight copies of ``inference_weights.py``): the fp32 patch embeddings (or a
+   convolutional stem's output) are rounded to bf16 once, so the class token, positional embedding, layer
+   norms, residual adds and every linear layer of the tower run in bf16, as a bare open_clip model cast to
+   bf16 does, but from patch embeddings computed in fp32 from the pixels. Training and anything that needs
+   a gradient keep the fp32 stream.
 
 Why (1), with measurements on this project's 2-core AVX512-BF16 CPU (ViT-B/16, batch 8, bf16 autocast):
 
@@ -30,11 +36,27 @@ tensor and the projection is one GEMM. It acts only under autocast when torch wi
 path (a module in training mode, gradients in play, a graph being compiled, CUDA autocast): where the
 fused path runs, it is faster on the plain layout (8.0 vs 6.6 images/s). Compiled bf16 ViT-B/16 went from
 1.4 to 9.4 images/s once the hook also acted inside compiled graphs.
+
+Why (3), measured on an Intel Xeon AMX-BF16 (2 cores, ViT-B/16 zero-shot, batch 8, bf16 weight copies on;
+docs/benchmarks.md, issue 12): with an fp32 stream, autocast rounds the stream into bf16 before every
+GEMM and every residual add promotes the bf16 branch back to fp32: 49 extra copies per forward, 21 ms of
+259 (8 %), which kept the model at 0.90x a bare bf16 open_clip. With the stream in bf16 those copies are
+gone (53 copies, 7.7 ms, as the bare model's 50); what remains above the bare model is the fp32 patch
+embedding (+3.4 ms). Ranking cost, measured on the built-in model over 608 images (8 held-out photographs
+and 25 distortion types x levels 1, 3, 5): bf16-vs-fp32 SRCC 1.00000 either way, largest score difference
+0.0007 with the fp32 stream, 0.0010 with the bf16 one (scores' standard deviation 0.28). What keeps bf16
+ranking like fp32 is (1), the pixels entering the first layer in fp32, not the stream's width.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import torch
 from torch import nn
+
+_BF16_RESIDUAL_STREAM: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "perceptiq_bf16_residual_stream", default=False)
 
 
 def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
@@ -45,15 +67,40 @@ def at_least_float32(tensor: torch.Tensor) -> torch.Tensor:
     return tensor if tensor.dtype == torch.float64 else tensor.float()
 
 
+@contextlib.contextmanager
+def bf16_residual_stream():
+    """Within this context (this thread / task), patch embeddings enter the residual stream in bf16 where
+    ``to_residual_stream`` says (module docstring, adjustment 3)."""
+    token = _BF16_RESIDUAL_STREAM.set(True)
+    try:
+        yield
+    finally:
+        _BF16_RESIDUAL_STREAM.reset(token)
+
+
+def to_residual_stream(embeddings: torch.Tensor) -> torch.Tensor:
+    """Patch embeddings [B, W, h, w] as the residual stream takes them: rounded to bf16 inside
+    ``bf16_residual_stream()`` when bf16 autocast is on, no gradient is being recorded and no graph is
+    being compiled; otherwise unchanged (fp32 under autocast, fp64 in reference runs)."""
+    if not _BF16_RESIDUAL_STREAM.get() or embeddings.dtype != torch.float32:
+        return embeddings
+    device = embeddings.device.type
+    if (torch.is_grad_enabled() or torch.compiler.is_compiling() or not torch.is_autocast_enabled(device)
+            or torch.get_autocast_dtype(device) != torch.bfloat16):
+        return embeddings
+    return embeddings.to(torch.bfloat16)
+
+
 class Float32PatchEmbedding(nn.Conv2d):
     """``nn.Conv2d`` that computes in its weights' dtype even under autocast (the pixels are cast to it).
 
     pixels [B, 3, S, S] -> patch embeddings [B, W, S/p, S/p] in the weights' dtype (fp32 for a model kept
-    in fp32 and run under autocast)."""
+    in fp32 and run under autocast), rounded to bf16 by ``to_residual_stream`` for bf16 inference."""
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         with torch.autocast(pixels.device.type, enabled=False):
-            return self._conv_forward(pixels.to(self.weight.dtype), self.weight, self.bias)
+            embeddings = self._conv_forward(pixels.to(self.weight.dtype), self.weight, self.bias)
+        return to_residual_stream(embeddings)
 
 
 def keep_patch_embedding_in_fp32(model: nn.Module) -> bool:

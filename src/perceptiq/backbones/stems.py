@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .autocast_policy import to_residual_stream
+
 #: Inference runs the stem on this many pixels at a time (2 crops of 224 x 224). Per chunk the front
 #: end and the convolutions allocate ~20 planes of temporaries; at 2 crops these stay below glibc's heap
 #: trim threshold, so freed memory is reused instead of being handed back to the kernel and faulted in
@@ -283,8 +285,10 @@ class ConvPatchStem(nn.Module):
             pixels = pixels.to(torch.float64 if self.project.weight.dtype == torch.float64 else torch.float32)
             chunk = max(1, INFERENCE_CHUNK_PIXELS // max(1, pixels.shape[-2] * pixels.shape[-1]))
             if torch.is_grad_enabled() or pixels.shape[0] <= chunk:
-                return self._embed(pixels)
-            return torch.cat([self._embed(part) for part in pixels.split(chunk)])
+                embeddings = self._embed(pixels)
+            else:
+                embeddings = torch.cat([self._embed(part) for part in pixels.split(chunk)])
+        return to_residual_stream(embeddings)   # bf16 for bf16 inference (autocast_policy.py, adjustment 3)
 
     def _embed(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.project(self.body(self.front_end(pixels)))

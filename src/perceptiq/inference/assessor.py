@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..backbones.autocast_policy import bf16_residual_stream
 from ..backbones.inference_weights import weight_copies_for
 from ..backbones.native_resolution import patch_size as _patch_size
 from ..backbones.precision import autocast_context, resolve_device, resolve_precision
@@ -124,17 +125,22 @@ class Assessor:
     def predict(self, pixels: torch.Tensor) -> ScoreOutput:
         """pixels [B,3,H,W] (model input) -> ScoreOutput with scores as float32 on the CPU."""
         pixels = pixels.to(self.device, non_blocking=True)
-        with autocast_context(self.precision, self.device), self._weight_copies():
+        with autocast_context(self.precision, self.device), self._bf16_inference():
             out = self.module(pixels)
         return ScoreOutput(out.scores.float().cpu(), out.scenes)
 
-    def _weight_copies(self):
+    def _bf16_inference(self):
         """Under bf16, for a model in eval mode: the image tower's linear and attention layers use bf16
         copies of their weights made once, instead of autocast casting the fp32 weights on every call
-        (same numerics; ``backbones/inference_weights.py`` says why and what it costs). Otherwise nothing."""
+        (same numerics; ``backbones/inference_weights.py``), and its residual stream runs in bf16 from
+        fp32 patch embeddings (``backbones/autocast_policy.py``, adjustment 3: the copies and casts of an
+        fp32 stream cost 8 % of ViT-B/16's forward). Otherwise nothing."""
         if self.precision != "bf16" or self.image_tower is None or self.module.training:
             return contextlib.nullcontext()
-        return weight_copies_for(self.image_tower, torch.bfloat16).active()
+        stack = contextlib.ExitStack()
+        stack.enter_context(weight_copies_for(self.image_tower, torch.bfloat16).active())
+        stack.enter_context(bf16_residual_stream())
+        return stack
 
     def predict_inputs(self, inputs: Sequence[ViewInput], *, max_batch: int = 32,
                        stacked: torch.Tensor | None = None) -> list[ViewScore]:

@@ -26,9 +26,9 @@ Numerics are autocast's: autocast rounds weight, bias and input to bf16 (round t
 the same GEMM; the copies are the same rounding done earlier, and the input is still rounded by autocast at
 the call. Layer norms, the residual stream, the patch embedding and the heads run as the autocast policy
 says (``autocast_policy.py``; ``Assessor.predict`` also enters its bf16 residual stream). Attention: the
-copies live in a plain ``nn.MultiheadAttention`` built beside the original (``shadow``); the query is cast to bf16 (what autocast does to it inside the fused
-kernel) so query and weights share a dtype and torch takes its fused inference path, as the fp32 module
-under autocast did. Where that path would not be taken (``autocast_policy._takes_fused_path``: CUDA,
+copies live in a plain ``nn.MultiheadAttention`` built beside the original (``shadow``); the query is cast
+to bf16 (what autocast does to it inside the fused kernel) so query and weights share a dtype and torch
+takes its fused inference path, as the fp32 module under autocast did. Where that path would not be taken (``autocast_policy._takes_fused_path``: CUDA,
 gradients, training, compile) or masks/attention weights are asked for, the original module runs.
 
 Cost. One bf16 copy of each covered weight and bias: half the fp32 size of the tower's linear and

@@ -36,10 +36,12 @@ def main() -> None:
 
     import perceptiq
     from perceptiq.data.synthetic.catalogue import list_distortions
+    from perceptiq.data.synthetic.colour import from_uint8, to_uint8
+    from perceptiq.inference import list_inputs
 
-    photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    photos = list_inputs([args.photos])
     if not photos:
-        raise SystemExit(f"no photographs (.jpg, .jpeg, .png) in {args.photos}")
+        raise SystemExit(f"no image files in {args.photos}")
     rng = np.random.default_rng(args.seed)
     chosen = [photos[i] for i in sorted(rng.choice(len(photos), min(args.n, len(photos)), replace=False))]
     model = perceptiq.load_model(args.model, device="cpu", precision=args.precision)
@@ -50,12 +52,12 @@ def main() -> None:
         image = Image.open(photo).convert("RGB")
         if args.side:
             image.thumbnail((args.side, args.side), Image.Resampling.LANCZOS)
-        pixels = np.asarray(image).astype(np.float32) / 255
+        pixels = from_uint8(np.asarray(image))
         images, keys = [image], [("pristine", 0)]
         for distortion in types:
             for level in range(1, 6):
                 out = distortion(pixels, level, np.random.default_rng([args.seed, level]))
-                images.append(Image.fromarray((np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)))
+                images.append(Image.fromarray(to_uint8(out)))
                 keys.append((distortion.name, level))
         for key, score in zip(keys, model.score(images, batch_size=32).scores):
             scores[key].append(float(score))

@@ -28,8 +28,9 @@ the call. Layer norms, the residual stream, the patch embedding and the heads ru
 says (``autocast_policy.py``; ``Assessor.predict`` also enters its bf16 residual stream). Attention: the
 copies live in a plain ``nn.MultiheadAttention`` built beside the original (``shadow``); the query is cast
 to bf16 (what autocast does to it inside the fused kernel) so query and weights share a dtype and torch
-takes its fused inference path, as the fp32 module under autocast did. Where that path would not be taken (``autocast_policy._takes_fused_path``: CUDA,
-gradients, training, compile) or masks/attention weights are asked for, the original module runs.
+takes its fused inference path, as the fp32 module under autocast did. Where that path would not be
+taken (``autocast_policy._takes_fused_path``: CUDA, gradients, training, compile) or masks/attention
+weights are asked for, the original module runs.
 
 Cost. One bf16 copy of each covered weight and bias: half the fp32 size of the tower's linear and
 attention weights (ViT-B/16 image tower: 85.0 M weights, +170 MB beside the 344 MB fp32 masters; the

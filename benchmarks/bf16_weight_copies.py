@@ -7,7 +7,8 @@ Three forwards of the same batch, one call of each per cycle, the order rotating
   once (``benchmark.interleaved.bare_open_clip_forwards``, the faster bare variant);
 * ``before_autocast``: the zero-shot model under plain bf16 autocast over its fp32 weights (what
   ``Assessor.predict`` ran before the copies);
-* ``after_copies``: ``Assessor.predict`` (bf16 weight copies).
+* ``after_copies``: ``Assessor.predict`` (bf16 weight copies; since 2026-12-03 also the bf16 residual
+  stream of ``backbones/autocast_policy.py``, so "after" now measures both).
 
 Per call: wall time and process CPU time. Run with ``OMP_WAIT_POLICY=PASSIVE`` on a shared machine, so a
 torch thread waiting for a descheduled sibling sleeps instead of spinning and CPU time counts work, not

@@ -166,3 +166,50 @@ def test_trainer_ranks_versions_with_a_grouped_loader(small_bank):
         b = next(iter(loader))
         b.groups = None
         trainer.fit(model, [], None, train_loader=[b])
+
+
+def test_vivid_rounds_distort_a_chroma_scaled_pristine_photograph(tmp_path):
+    """``pristine_chroma_fraction``: a vivid round's pristine version is the photograph with its chroma
+    scaled, and its distortions start from that vivid photograph; without the option nothing changes."""
+    from PIL import Image
+
+    from perceptiq.data.synthetic import get_distortion
+    from perceptiq.data.synthetic.colour import from_uint8, to_uint8
+    from perceptiq.data.synthetic.distortions.chromatic import scale_chroma
+    from perceptiq.training.builtin.crop_bank import CropBankSpec, make_photo_groups
+
+    # 224 x 224 with a 240 long side: no rescale and one crop position, so the crops are whole images
+    img = from_uint8(np.asarray(Image.open(_photo(tmp_path, "p", 0, size=(224, 224))).convert("RGB")))
+    common = dict(rounds=2, crops_per_round=1, long_side=(240, 240), types=("brighten", "darken"))
+    plain = make_photo_groups(img, 0, CropBankSpec(**common))
+    vivid = make_photo_groups(img, 0, CropBankSpec(**common, pristine_chroma_fraction=1.0,
+                                                   pristine_chroma_gain=(1.5, 1.5)))
+    vivid_img = scale_chroma(img, 1.5)
+    assert not np.array_equal(to_uint8(vivid_img), to_uint8(img))
+    for g in range(2):
+        assert np.array_equal(plain["crops"][g, 0], to_uint8(img))
+        assert np.array_equal(vivid["crops"][g, 0], to_uint8(vivid_img))
+        kind = common["types"][vivid["type_a"][g]]
+        for level in range(1, 6):       # brighten and darken draw nothing from their generator
+            expected = get_distortion(kind)(vivid_img, level, np.random.default_rng(0))
+            assert np.array_equal(vivid["crops"][g, level], to_uint8(expected))
+
+
+def test_vivid_option_is_checked_and_leaves_the_shipped_bank_fingerprint_alone():
+    from perceptiq.recipes import load_recipe
+    from perceptiq.training.builtin.crop_bank import CropBankSpec
+    from perceptiq.training.builtin.ranked import bank_spec
+
+    with pytest.raises(ValueError, match="pristine_chroma_fraction must be in"):
+        CropBankSpec(pristine_chroma_fraction=1.5)
+    with pytest.raises(ValueError, match="pristine_chroma_gain must be"):
+        CropBankSpec(pristine_chroma_fraction=0.5, pristine_chroma_gain=(0.8, 1.2))
+    from importlib import resources
+
+    shipped = json.loads(resources.files("perceptiq").joinpath("weights", "perceptiq-tiny.json").read_text())
+    spec = bank_spec(load_recipe("perceptiq-tiny"))
+    assert spec.fingerprint(shipped["photos"]) == shipped["bank_fingerprint"]
+    vivid = bank_spec(load_recipe("perceptiq-tiny", ["protocol.bank.pristine_chroma_fraction=0.5",
+                                                     "protocol.bank.pristine_chroma_gain=[1.0, 1.6]"]))
+    assert vivid.pristine_chroma_gain == (1.0, 1.6)
+    assert vivid.fingerprint(shipped["photos"]) != shipped["bank_fingerprint"]

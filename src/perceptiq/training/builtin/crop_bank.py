@@ -14,7 +14,9 @@ and cut at one random 224x224 position, the same position in every version. Type
 types over the photo's rounds (every type is seen on every ~25th round); type B (a different type)
 gives each group a cross-type comparison. A version whose crop did not change (a distortion that left
 that region identical, e.g. impulse noise at a low density on a flat crop) is flagged ``changed=False``
-so the ranking loss can ignore pairs that are not real differences.
+so the ranking loss can ignore pairs that are not real differences. With ``pristine_chroma_fraction``
+> 0, that fraction of rounds first makes the photograph more vivid (chroma scaled up) and uses the vivid
+photograph as the round's pristine version, so strong colour alone is not learned as a distortion.
 
 Layout on disk (``root``): ``shards/NNNNN.npz`` per photo (resumable: finished shards are kept),
 then ``crops.npy`` [G, V, 224, 224, 3] uint8 (memory-mapped for training) and ``meta.npz``
@@ -35,6 +37,7 @@ import numpy as np
 
 from ...data.synthetic import get_distortion, list_distortions
 from ...data.synthetic.colour import from_uint8, to_uint8
+from ...data.synthetic.distortions.chromatic import scale_chroma
 from ...data.synthetic.sources import load_pristine
 
 log = logging.getLogger(__name__)
@@ -53,13 +56,30 @@ class CropBankSpec:
     long_side: tuple[int, int] = (400, 1100)
     levels: tuple[int, ...] = (1, 2, 3, 4, 5)
     types: tuple[str, ...] = field(default_factory=lambda: tuple(d.name for d in list_distortions() if d.available()))
+    # Vivid pristine photographs: in this fraction of rounds the photograph's chroma (CIE a*, b*) is first
+    # multiplied by a uniform draw from ``pristine_chroma_gain``, and that vivid photograph is the round's
+    # pristine version that every distortion starts from. 0 draws nothing (banks built before it are
+    # unchanged). Why: docs/builtin-model.md, "Vivid pristine photographs".
+    pristine_chroma_fraction: float = 0.0
+    pristine_chroma_gain: tuple[float, float] = (1.0, 1.0)
+
+    def __post_init__(self):
+        lo, hi = self.pristine_chroma_gain
+        if not 0.0 <= self.pristine_chroma_fraction <= 1.0:
+            raise ValueError(f"pristine_chroma_fraction must be in [0, 1], got {self.pristine_chroma_fraction}")
+        if not 1.0 <= lo <= hi:
+            raise ValueError(f"pristine_chroma_gain must be [low, high] with 1 <= low <= high, got {[lo, hi]}")
 
     @property
     def versions(self) -> int:
         return 1 + len(self.levels) + 1
 
     def fingerprint(self, photos: list[str]) -> str:
-        payload = json.dumps({"spec": asdict(self), "photos": photos}, sort_keys=True)
+        spec = asdict(self)
+        if self.pristine_chroma_fraction == 0:
+            # banks without vivid rounds keep the fingerprint they had before the option existed
+            del spec["pristine_chroma_fraction"], spec["pristine_chroma_gain"]
+        payload = json.dumps({"spec": spec, "photos": photos}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -90,6 +110,8 @@ def make_photo_groups(img: np.ndarray, photo_index: int, spec: CropBankSpec) -> 
         scaled = _rescale(img, target)
         if min(scaled.shape[:2]) < spec.crop:
             scaled = img
+        if spec.pristine_chroma_fraction > 0 and rng.uniform() < spec.pristine_chroma_fraction:
+            scaled = scale_chroma(scaled, float(rng.uniform(*spec.pristine_chroma_gain)))
         a = types[(offset + photo_index * spec.rounds + r) % len(types)]
         b = types[int(rng.integers(len(types) - 1))]
         if b == a:

@@ -55,6 +55,8 @@ def bank_spec(recipe: dict) -> CropBankSpec:
     settings = dict(recipe["protocol"].get("bank") or {})
     if "long_side" in settings:
         settings["long_side"] = tuple(settings["long_side"])
+    if "pristine_chroma_gain" in settings:
+        settings["pristine_chroma_gain"] = tuple(settings["pristine_chroma_gain"])
     if "types" in settings:
         settings["types"] = tuple(settings["types"])
     return CropBankSpec(**settings)

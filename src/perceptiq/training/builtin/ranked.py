@@ -53,13 +53,8 @@ class RankedBuildResult:
 
 def bank_spec(recipe: dict) -> CropBankSpec:
     settings = dict(recipe["protocol"].get("bank") or {})
-    if "long_side" in settings:
-        settings["long_side"] = tuple(settings["long_side"])
-    if "pristine_chroma_gain" in settings:
-        settings["pristine_chroma_gain"] = tuple(settings["pristine_chroma_gain"])
-    if "types" in settings:
-        settings["types"] = tuple(settings["types"])
-    return CropBankSpec(**settings)
+    # YAML gives lists; the spec is frozen and hashed, so its sequence fields are tuples
+    return CropBankSpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()})
 
 
 def resolve_device(device: str) -> torch.device:

@@ -259,6 +259,16 @@ def test_build_tiny_asks_for_photographs(tmp_path):
     assert result.exit_code != 0 and "--photos" in result.output
 
 
+def test_ranked_build_refuses_a_misspelt_protocol_key_before_any_work(tmp_path):
+    from perceptiq.recipes import load_recipe
+    from perceptiq.training.builtin.ranked import build_ranked_model
+
+    recipe = load_recipe("perceptiq-tiny", ["protocol.groups_per_stpe=8"])
+    with pytest.raises(ValueError, match="unknown key 'groups_per_stpe'; did you mean 'groups_per_step'"):
+        build_ranked_model(recipe, tmp_path / "out", photos=tmp_path / "none", work_dir=tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+
+
 def test_models_listing_says_what_the_builtin_model_knows_and_does_not():
     from typer.testing import CliRunner
 

@@ -51,6 +51,21 @@ class RankedBuildResult:
     final_loss: float
 
 
+# every key a ``kind: crop-bank`` protocol may have; anything else is a typo that would silently do nothing
+PROTOCOL_KEYS = frozenset({"kind", "photos_role", "bank", "groups_per_step", "steps_per_epoch", "trainable",
+                           "frozen", "train_temperature", "stored_dtype", "default_view"})
+
+
+def check_protocol_keys(protocol: dict) -> None:
+    """Refuse unknown keys of a crop-bank protocol, naming the closest known one."""
+    import difflib
+
+    for key in sorted(set(protocol) - PROTOCOL_KEYS):
+        close = difflib.get_close_matches(key, sorted(PROTOCOL_KEYS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(PROTOCOL_KEYS))}"
+        raise ValueError(f"recipe protocol has an unknown key {key!r}{hint}")
+
+
 def bank_spec(recipe: dict) -> CropBankSpec:
     settings = dict(recipe["protocol"].get("bank") or {})
     # YAML gives lists; the spec is frozen and hashed, so its sequence fields are tuples
@@ -72,6 +87,7 @@ def build_ranked_model(recipe: dict, out_dir: Path, *, photos: Path, work_dir: P
     from .build import set_trainable_union
 
     protocol = recipe["protocol"]
+    check_protocol_keys(protocol)
     photo_dir = Path(photos)
     if (photo_dir / protocol.get("photos_role", "train")).is_dir():
         photo_dir = photo_dir / protocol.get("photos_role", "train")

@@ -196,6 +196,8 @@ def test_vivid_rounds_distort_a_chroma_scaled_pristine_photograph(tmp_path):
 
 
 def test_vivid_option_is_checked_and_leaves_the_shipped_bank_fingerprint_alone():
+    from importlib import resources
+
     from perceptiq.recipes import load_recipe
     from perceptiq.training.builtin.crop_bank import CropBankSpec
     from perceptiq.training.builtin.ranked import bank_spec
@@ -204,7 +206,9 @@ def test_vivid_option_is_checked_and_leaves_the_shipped_bank_fingerprint_alone()
         CropBankSpec(pristine_chroma_fraction=1.5)
     with pytest.raises(ValueError, match="pristine_chroma_gain must be"):
         CropBankSpec(pristine_chroma_fraction=0.5, pristine_chroma_gain=(0.8, 1.2))
-    from importlib import resources
+    # vivid rounds with a gain of exactly 1 would silently be plain rounds
+    with pytest.raises(ValueError, match="leaves every photograph unchanged"):
+        CropBankSpec(pristine_chroma_fraction=0.5)
 
     shipped = json.loads(resources.files("perceptiq").joinpath("weights", "perceptiq-tiny.json").read_text())
     spec = bank_spec(load_recipe("perceptiq-tiny"))

@@ -69,6 +69,10 @@ class CropBankSpec:
             raise ValueError(f"pristine_chroma_fraction must be in [0, 1], got {self.pristine_chroma_fraction}")
         if not 1.0 <= lo <= hi:
             raise ValueError(f"pristine_chroma_gain must be [low, high] with 1 <= low <= high, got {[lo, hi]}")
+        if self.pristine_chroma_fraction > 0 and hi == 1.0:
+            # a gain of exactly 1 leaves the photograph as it was: vivid rounds would silently be plain ones
+            raise ValueError("pristine_chroma_fraction > 0 needs pristine_chroma_gain above 1 "
+                             f"(got {[lo, hi]}, which leaves every photograph unchanged)")
 
     @property
     def versions(self) -> int:

@@ -51,6 +51,20 @@ def test_planes_keep_the_pixels_and_respond_to_blur_not_to_exposure():
     assert front(blurred_pixels)[:, 3].abs().mean() < 0.7 * out[:, 3].abs().mean()
 
 
+def test_pooled_colour_planes_are_cell_means_and_leave_the_mscn_planes_alone():
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    plain, pooled = LocalNormalizationPlanes(mean, std), LocalNormalizationPlanes(mean, std, rgb_pool=4)
+    assert pooled.out_channels == plain.out_channels == 7
+    pixels = torch.randn(2, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    out, ref = pooled(pixels), plain(pixels)
+    torch.testing.assert_close(out[:, 3:], ref[:, 3:])          # the MSCN planes see the full-resolution image
+    for i, j in [(0, 0), (5, 7), (11, 9)]:                        # (11, 9): the last, partial cell (rows 8-11, cols 8-9)
+        r, c = 4 * (i // 4), 4 * (j // 4)
+        torch.testing.assert_close(out[:, :3, i, j], pixels[:, :3, r:r + 4, c:c + 4].mean(dim=(-2, -1)))
+    with pytest.raises(ValueError, match="rgb_pool must be >= 1"):
+        LocalNormalizationPlanes(mean, std, rgb_pool=0)
+
+
 def test_stem_has_the_patch_embedding_shape_and_refuses_bad_patch_sizes():
     stem = ConvPatchStem(48, 32, (0.5,) * 3, (0.25,) * 3, channels=(8, 16, 24))
     assert stem(torch.randn(2, 3, 224, 224)).shape == (2, 48, 7, 7)
@@ -98,6 +112,8 @@ def test_stem_macs_match_the_flop_counter():
     ({}, (1, 3, 37, 29)),                               # odd sizes: the coarse scale's partial cells
     ({"chroma": False}, (2, 3, 32, 32)),
     ({"luma_scales": 3}, (2, 3, 50, 45)),
+    ({"rgb_pool": 4}, (2, 3, 48, 40)),                  # pooled colour planes
+    ({"rgb_pool": 4}, (1, 3, 37, 29)),                  # ... with partial cells
 ])
 def test_fast_front_end_is_as_accurate_as_the_reference(options, shape):
     """``fast`` (in place, no concatenations) computes what ``reference`` defines. Both are compared with the

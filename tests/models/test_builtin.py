@@ -245,6 +245,17 @@ def test_ranked_recipe_builds_a_loadable_checkpoint_from_photographs(tmp_path):
         "epoch-001.safetensors", "epoch-002.safetensors"]
     rebuilt = build_model(str(result.checkpoint)).module
     start = create_backbone("perceptiq-tiny", "random").clip
+    # the front end's settings are recorded; weights built under other settings are refused, not misread
+    from perceptiq.backbones.stems import stem_settings
+
+    assert config["stem"] == stem_settings()["perceptiq-tiny"]
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / result.checkpoint.name).write_bytes(result.checkpoint.read_bytes())
+    config["stem"] = {**config["stem"], "front_end": {**config["stem"]["front_end"], "luma_scales": 3}}
+    (other / result.checkpoint.with_suffix(".json").name).write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="was trained with the perceptiq-tiny stem settings"):
+        build_model(str(other / result.checkpoint.name))
     # the stem and the transformer trained, the token table stayed as it was drawn
     assert not torch.equal(rebuilt.backbone.clip.visual.conv1.project.weight, start.visual.conv1.project.weight.half().float())
     torch.testing.assert_close(rebuilt.backbone.clip.token_embedding.weight, start.token_embedding.weight.half().float())

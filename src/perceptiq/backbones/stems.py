@@ -135,8 +135,11 @@ class LocalNormalizationPlanes(nn.Module):
     """[B, 3, H, W] CLIP-normalised pixels -> [B, 3 + luma_scales + 2*chroma, H, W].
 
     The input is first mapped back to [0, 1] RGB with the backbone's ``mean``/``std``. Channel order:
-    the 3 input channels unchanged, luma MSCN at scales 1..luma_scales (scale s is computed on the
-    2^(s-1)x average-pooled luma and repeated back to full size), then Cb and Cr MSCN. Intensities are
+    the 3 input channels (unchanged, or with ``rgb_pool`` > 1 averaged over rgb_pool x rgb_pool cells
+    and repeated back, so that they carry colour and exposure but no pixel-level colour detail, which
+    is left to the MSCN planes: docs/builtin-model.md "Chroma resolution"), luma MSCN at scales
+    1..luma_scales (scale s is computed on the 2^(s-1)x average-pooled luma and repeated back to full
+    size), then Cb and Cr MSCN. Intensities are
     on a 0..1 scale, so the stabiliser is 1/255 (the classical C = 1 on 0..255 images).
 
     Two implementations of the same arithmetic: ``reference`` (the definition; any autograd, vmap or
@@ -150,12 +153,15 @@ class LocalNormalizationPlanes(nn.Module):
     """
 
     def __init__(self, mean, std, luma_scales: int = 2, chroma: bool = True,
-                 sigma: float = 7.0 / 6.0, radius: int = 3):
+                 sigma: float = 7.0 / 6.0, radius: int = 3, rgb_pool: int = 1):
         super().__init__()
         if luma_scales < 1:
             raise ValueError(f"luma_scales must be >= 1, got {luma_scales}")
+        if rgb_pool < 1:
+            raise ValueError(f"rgb_pool must be >= 1, got {rgb_pool}")
         self.luma_scales = int(luma_scales)
         self.chroma = bool(chroma)
+        self.rgb_pool = int(rgb_pool)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("to_ycbcr", torch.tensor(_YCBCR, dtype=torch.float32), persistent=False)
@@ -176,14 +182,14 @@ class LocalNormalizationPlanes(nn.Module):
         luma = ycbcr[:, :1]
         # full resolution: luma (and chroma) normalised in one pass
         full = mscn(ycbcr if self.chroma else luma, self.taps, self.stabiliser)
-        planes = [pixels, full[:, :1]]
+        colour = pixels if self.rgb_pool == 1 else _repeated(
+            F.avg_pool2d(pixels, self.rgb_pool, ceil_mode=True), self.rgb_pool, pixels.shape[-2:])
+        planes = [colour, full[:, :1]]
         for scale in range(1, self.luma_scales):
             factor = 2 ** scale
             # ceil_mode: any image size (the `full` view); the last partial cell averages what it covers
             pooled = F.avg_pool2d(luma, factor, ceil_mode=True)
-            coarse = mscn(pooled, self.taps, self.stabiliser)
-            coarse = coarse.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
-            planes.append(coarse[..., :luma.shape[-2], :luma.shape[-1]])
+            planes.append(_repeated(mscn(pooled, self.taps, self.stabiliser), factor, luma.shape[-2:]))
         if self.chroma:
             planes.append(full[:, 1:])
         return torch.cat(planes, dim=1)
@@ -194,7 +200,10 @@ class LocalNormalizationPlanes(nn.Module):
         batch, _, height, width = pixels.shape
         radius = (self.taps.numel() - 1) // 2
         out = pixels.new_empty((batch, self.out_channels, height, width))
-        out[:, :3] = pixels
+        if self.rgb_pool == 1:
+            out[:, :3] = pixels
+        else:
+            _repeat_into(out[:, :3], F.avg_pool2d(pixels, self.rgb_pool, ceil_mode=True), self.rgb_pool)
         rgb = (pixels * self.std).add_(self.mean)
         planes = 3 if self.chroma else 1
         # Y (Cb Cr) into the interior of a padded buffer whose second half will hold the squares
@@ -217,15 +226,24 @@ class LocalNormalizationPlanes(nn.Module):
             coarse_work[:, :1, radius:radius + h, radius:radius + w] = pooled
             replicate_border_(coarse_work[:, :1], radius)
             centred, scale = mscn_parts_padded_(coarse_work, self.taps, self.stabiliser)
-            coarse = centred.div_(scale)                                   # [B, 1, h, w]
-            # each coarse value repeated factor x factor times, cut to H x W, written in place
-            repeated = coarse[:, :, :, None, :, None].expand(batch, 1, h, factor, w, factor)
-            target = out[:, 3 + step:4 + step]
-            if (h * factor, w * factor) == (height, width):
-                target.view(batch, 1, h, factor, w, factor).copy_(repeated)
-            else:
-                target.copy_(repeated.reshape(batch, 1, h * factor, w * factor)[..., :height, :width])
+            _repeat_into(out[:, 3 + step:4 + step], centred.div_(scale), factor)     # coarse: [B, 1, h, w]
         return out
+
+
+def _repeated(coarse: torch.Tensor, factor: int, size) -> torch.Tensor:
+    """[B, C, h, w] -> [B, C, H, W]: each value repeated factor x factor times, cut to ``size`` (H, W)."""
+    return coarse.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)[..., :size[0], :size[1]]
+
+
+def _repeat_into(target: torch.Tensor, coarse: torch.Tensor, factor: int) -> None:
+    """``_repeated`` written in place into ``target`` [B, C, H, W], without the intermediate copies."""
+    batch, channels, h, w = coarse.shape
+    height, width = target.shape[-2:]
+    repeated = coarse[:, :, :, None, :, None].expand(batch, channels, h, factor, w, factor)
+    if (h * factor, w * factor) == (height, width):      # a channel slice of a contiguous buffer views fine
+        target.view(batch, channels, h, factor, w, factor).copy_(repeated)
+    else:
+        target.copy_(repeated.reshape(batch, channels, h * factor, w * factor)[..., :height, :width])
 
 
 def _conv_block(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
@@ -299,6 +317,19 @@ def stem_settings() -> dict[str, dict]:
     """Architecture name -> stem settings, from ``configs/stems.json``."""
     text = resources.files("perceptiq.backbones").joinpath("configs", "stems.json").read_text()
     return json.loads(text)
+
+
+def check_recorded_stem(arch: str, recorded: dict | None, where: str) -> None:
+    """Refuse weights whose recorded stem settings (``"stem"`` in a checkpoint's JSON) differ from what
+    ``configs/stems.json`` builds for ``arch`` now: the tensors would load (same shapes) into a front end
+    that computes other planes, and score silently wrong. Checkpoints that record nothing pass."""
+    if recorded is None:
+        return
+    current = stem_settings().get(arch)
+    if recorded != current:
+        raise ValueError(f"{where} was trained with the {arch} stem settings {json.dumps(recorded, sort_keys=True)}, "
+                         f"but this perceptiq builds {json.dumps(current, sort_keys=True)} (configs/stems.json); "
+                         "rebuild the weights with this version, or load them with the perceptiq that made them")
 
 
 def install_conv_stem(model: nn.Module, arch: str, mean, std) -> bool:

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from ..backbones import ClipBackbone, sha256_of
+from ..backbones.stems import check_recorded_stem
 from .checkpoints import load_checkpoint
 from .grmp import GRMPModel
 from .registry import register_factory
@@ -134,6 +135,7 @@ def build_builtin(backbone: ClipBackbone, *, task: str = "quality", scene: str |
                 f"{shipped} ships its own CLIP weights; got weights={backbone.info.weights!r} "
                 "(from --weights or $PERCEPTIQ_WEIGHTS). Leave weights unset for the built-in model, or "
                 f"train from other weights with model grmp-iqa and --backbone {arch}.")
+        check_recorded_stem(arch, builtin_config(shipped).get("stem"), str(builtin_checkpoint_path(shipped)))
         recorded = {k: v for k, v in builtin_config(shipped).get("options", {}).items()
                     if k not in ("load_shipped", "shipped")}
         options = {**recorded, **options}

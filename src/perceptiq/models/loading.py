@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..backbones import BackboneInfo, create_backbone
+from ..backbones.stems import check_recorded_stem
 from ..prompts import check_task
 from .checkpoints import checkpoint_paths, is_checkpoint, load_checkpoint
 from .registry import SHIPPED_WEIGHTS, ModelSpec, get_factory, get_model_spec
@@ -76,6 +77,8 @@ def _build_from_checkpoint(path: Path, *, backbone, weights, task, scene, device
     weights = weights or config["weights"]
     task = task or config.get("task", "quality")
     scene = scene if scene is not None else config.get("scene")
+    if arch == config["backbone"]:
+        check_recorded_stem(arch, config.get("stem"), str(path))
     clip = create_backbone(arch, "random" if weights == SHIPPED_WEIGHTS else weights, device="cpu")
     factory = get_factory(config["factory"])
     module = factory(clip, task=task, scene=scene, **config.get("options", {}))

@@ -171,6 +171,7 @@ def _fit(trainer: Trainer, model, loader: BankBatches, resume: bool):
 def save_shipped_checkpoint(path: Path, model, recipe: dict, build_config: dict, report: dict) -> Path:
     """Every tensor of ``model`` (fp16 by default: half the file) + a JSON config with the file's sha256."""
     from ...backbones import sha256_of
+    from ...backbones.stems import stem_settings
 
     stored_dtype = recipe["protocol"].get("stored_dtype", "float16")
     dtype = {"float16": torch.float16, "float32": torch.float32}[stored_dtype]
@@ -182,6 +183,8 @@ def save_shipped_checkpoint(path: Path, model, recipe: dict, build_config: dict,
         "backbone": build_config["backbone"], "weights": "random", "task": "quality", "scene": None,
         "options": {**build_config.get("options", {}), "load_shipped": False, "shipped": name},
         "trained_parameters": sorted(tensors), "stored_dtype": stored_dtype, "recipe": name, **report,
+        # the front end's settings are not tensors: recorded so that loading under other settings fails
+        "stem": stem_settings().get(build_config["backbone"]),
     }
     path = save_checkpoint(path, tensors, config)
     _, config_path = checkpoint_paths(path)

@@ -6,6 +6,7 @@ import torch
 from scipy import ndimage
 
 from perceptiq.backbones import create_backbone
+from perceptiq.backbones.stems import _YCBCR as _YCBCR_ROWS
 from perceptiq.backbones.stems import ConvPatchStem, LocalNormalizationPlanes, gaussian_taps, mscn, gaussian_blur
 
 
@@ -61,8 +62,17 @@ def test_pooled_colour_planes_are_cell_means_and_leave_the_mscn_planes_alone():
     for i, j in [(0, 0), (5, 7), (11, 9)]:                        # (11, 9): the last, partial cell (rows 8-11, cols 8-9)
         r, c = 4 * (i // 4), 4 * (j // 4)
         torch.testing.assert_close(out[:, :3, i, j], pixels[:, :3, r:r + 4, c:c + 4].mean(dim=(-2, -1)))
-    with pytest.raises(ValueError, match="rgb_pool must be >= 1"):
+    with pytest.raises(ValueError, match="rgb_pool and chroma_pool must be >= 1"):
         LocalNormalizationPlanes(mean, std, rgb_pool=0)
+    # chroma_pool: the Cb/Cr MSCN planes are those of the 2 x 2-averaged chroma, repeated
+    half = LocalNormalizationPlanes(mean, std, chroma_pool=2)(pixels)
+    torch.testing.assert_close(half[:, :5], ref[:, :5])
+    rgb = pixels * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+    chroma = torch.einsum("ck,bkhw->bchw", half.new_tensor(_YCBCR_ROWS[1:]), rgb)
+    front = LocalNormalizationPlanes(mean, std)
+    expected = mscn(torch.nn.functional.avg_pool2d(chroma, 2), front.taps, front.stabiliser)
+    torch.testing.assert_close(half[:, 5:, ::2, ::2], expected)
+    torch.testing.assert_close(half[:, 5:, 1::2, 1::2], expected)
 
 
 def test_stem_has_the_patch_embedding_shape_and_refuses_bad_patch_sizes():
@@ -97,10 +107,11 @@ def test_front_end_takes_any_image_size():
     assert out.shape == (1, 7, 231, 301) and torch.isfinite(out).all()
 
 
-def test_stem_macs_match_the_flop_counter():
+@pytest.mark.parametrize("front_end", [None, {"chroma_pool": 2, "rgb_pool": 4}])
+def test_stem_macs_match_the_flop_counter(front_end):
     from perceptiq.benchmark.flops import count_flops
 
-    stem = ConvPatchStem(48, 32, (0.5,) * 3, (0.25,) * 3, channels=(8, 16, 24))
+    stem = ConvPatchStem(48, 32, (0.5,) * 3, (0.25,) * 3, channels=(8, 16, 24), front_end=front_end)
     counted = count_flops(stem, torch.zeros(1, 3, 224, 224))
     conv_flops = sum(v for k, v in counted.by_op.items() if "conv" in str(k))
     assert conv_flops == 2 * stem.macs(224, 224)
@@ -114,6 +125,8 @@ def test_stem_macs_match_the_flop_counter():
     ({"luma_scales": 3}, (2, 3, 50, 45)),
     ({"rgb_pool": 4}, (2, 3, 48, 40)),                  # pooled colour planes
     ({"rgb_pool": 4}, (1, 3, 37, 29)),                  # ... with partial cells
+    ({"rgb_pool": 4, "chroma_pool": 2}, (2, 3, 48, 40)),  # colour only at reduced resolution
+    ({"chroma_pool": 2}, (1, 3, 37, 29)),
 ])
 def test_fast_front_end_is_as_accurate_as_the_reference(options, shape):
     """``fast`` (in place, no concatenations) computes what ``reference`` defines. Both are compared with the

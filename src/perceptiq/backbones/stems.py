@@ -139,7 +139,8 @@ class LocalNormalizationPlanes(nn.Module):
     and repeated back, so that they carry colour and exposure but no pixel-level colour detail, which
     is left to the MSCN planes: docs/builtin-model.md "Chroma resolution"), luma MSCN at scales
     1..luma_scales (scale s is computed on the 2^(s-1)x average-pooled luma and repeated back to full
-    size), then Cb and Cr MSCN. Intensities are
+    size), then Cb and Cr MSCN (with ``chroma_pool`` > 1 computed on chroma averaged over
+    chroma_pool x chroma_pool cells and repeated back). Intensities are
     on a 0..1 scale, so the stabiliser is 1/255 (the classical C = 1 on 0..255 images).
 
     Two implementations of the same arithmetic: ``reference`` (the definition; any autograd, vmap or
@@ -153,15 +154,16 @@ class LocalNormalizationPlanes(nn.Module):
     """
 
     def __init__(self, mean, std, luma_scales: int = 2, chroma: bool = True,
-                 sigma: float = 7.0 / 6.0, radius: int = 3, rgb_pool: int = 1):
+                 sigma: float = 7.0 / 6.0, radius: int = 3, rgb_pool: int = 1, chroma_pool: int = 1):
         super().__init__()
         if luma_scales < 1:
             raise ValueError(f"luma_scales must be >= 1, got {luma_scales}")
-        if rgb_pool < 1:
-            raise ValueError(f"rgb_pool must be >= 1, got {rgb_pool}")
+        if rgb_pool < 1 or chroma_pool < 1:
+            raise ValueError(f"rgb_pool and chroma_pool must be >= 1, got {rgb_pool}, {chroma_pool}")
         self.luma_scales = int(luma_scales)
         self.chroma = bool(chroma)
         self.rgb_pool = int(rgb_pool)
+        self.chroma_pool = int(chroma_pool)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("to_ycbcr", torch.tensor(_YCBCR, dtype=torch.float32), persistent=False)
@@ -180,8 +182,8 @@ class LocalNormalizationPlanes(nn.Module):
         rgb = pixels * self.std + self.mean
         ycbcr = torch.einsum("ck,bkhw->bchw", self.to_ycbcr, rgb)
         luma = ycbcr[:, :1]
-        # full resolution: luma (and chroma) normalised in one pass
-        full = mscn(ycbcr if self.chroma else luma, self.taps, self.stabiliser)
+        # full resolution: luma (and chroma, unless pooled) normalised in one pass
+        full = mscn(ycbcr if self._full_chroma else luma, self.taps, self.stabiliser)
         colour = pixels if self.rgb_pool == 1 else _repeated(
             F.avg_pool2d(pixels, self.rgb_pool, ceil_mode=True), self.rgb_pool, pixels.shape[-2:])
         planes = [colour, full[:, :1]]
@@ -190,9 +192,16 @@ class LocalNormalizationPlanes(nn.Module):
             # ceil_mode: any image size (the `full` view); the last partial cell averages what it covers
             pooled = F.avg_pool2d(luma, factor, ceil_mode=True)
             planes.append(_repeated(mscn(pooled, self.taps, self.stabiliser), factor, luma.shape[-2:]))
-        if self.chroma:
+        if self._full_chroma:
             planes.append(full[:, 1:])
+        elif self.chroma:
+            pooled = F.avg_pool2d(ycbcr[:, 1:], self.chroma_pool, ceil_mode=True)
+            planes.append(_repeated(mscn(pooled, self.taps, self.stabiliser), self.chroma_pool, luma.shape[-2:]))
         return torch.cat(planes, dim=1)
+
+    @property
+    def _full_chroma(self) -> bool:
+        return self.chroma and self.chroma_pool == 1
 
     def fast(self, pixels: torch.Tensor) -> torch.Tensor:
         """``reference``'s values without its copies: [B, 3, H, W] -> [B, out_channels, H, W] (contiguous).
@@ -205,7 +214,7 @@ class LocalNormalizationPlanes(nn.Module):
         else:
             _repeat_into(out[:, :3], F.avg_pool2d(pixels, self.rgb_pool, ceil_mode=True), self.rgb_pool)
         rgb = (pixels * self.std).add_(self.mean)
-        planes = 3 if self.chroma else 1
+        planes = 3 if self._full_chroma else 1
         # Y (Cb Cr) into the interior of a padded buffer whose second half will hold the squares
         ycbcr = torch.matmul(self.to_ycbcr[:planes], rgb.reshape(batch, 3, height * width))
         ycbcr = ycbcr.view(batch, planes, height, width)
@@ -214,9 +223,13 @@ class LocalNormalizationPlanes(nn.Module):
         replicate_border_(work[:, :planes], radius)
         centred, scale = mscn_parts_padded_(work, self.taps, self.stabiliser)
         torch.div(centred[:, :1], scale[:, :1], out=out[:, 3:4])
-        if self.chroma:
-            first = 3 + self.luma_scales
+        first = 3 + self.luma_scales
+        if self._full_chroma:
             torch.div(centred[:, 1:], scale[:, 1:], out=out[:, first:first + 2])
+        elif self.chroma:
+            chroma = torch.matmul(self.to_ycbcr[1:], rgb.reshape(batch, 3, height * width)).view(batch, 2, height, width)
+            pooled = F.avg_pool2d(chroma, self.chroma_pool, ceil_mode=True)
+            _repeat_into(out[:, first:first + 2], mscn(pooled, self.taps, self.stabiliser), self.chroma_pool)
         luma = ycbcr[:, :1]
         for step in range(1, self.luma_scales):
             factor = 2 ** step
@@ -284,10 +297,12 @@ class ConvPatchStem(nn.Module):
         arithmetic, ~20 operations per pixel, is left out as norms are."""
         front = self.front_end
         k2 = front.taps.numel() ** 2
-        total = 2 * (3 if front.chroma else 1) * height * width * k2
-        for scale in range(1, front.luma_scales):
-            f = 2 ** scale
-            total += 2 * (-(-height // f)) * (-(-width // f)) * k2
+        total = 2 * (3 if front._full_chroma else 1) * height * width * k2
+        cells = [(2 ** scale, 1) for scale in range(1, front.luma_scales)]
+        if front.chroma and not front._full_chroma:
+            cells.append((front.chroma_pool, 2))
+        for f, planes in cells:
+            total += 2 * planes * (-(-height // f)) * (-(-width // f)) * k2
         h, w = height, width
         for layer in [block[0] for block in self.body] + [self.project]:
             k, st, pad = layer.kernel_size[0], layer.stride[0], layer.padding[0]

@@ -217,3 +217,50 @@ def test_vivid_option_is_checked_and_leaves_the_shipped_bank_fingerprint_alone()
                                                      "protocol.bank.pristine_chroma_gain=[1.0, 1.6]"]))
     assert vivid.pristine_chroma_gain == (1.0, 1.6)
     assert vivid.fingerprint(shipped["photos"]) != shipped["bank_fingerprint"]
+
+
+def test_crop_detail_is_the_mean_absolute_laplacian_of_the_window():
+    from perceptiq.training.builtin.crop_bank import crop_detail, laplacian_detail_map
+
+    rgb = np.random.default_rng(3).integers(0, 256, size=(40, 50, 3), dtype=np.uint8)
+    table = laplacian_detail_map(rgb)
+    luma = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    for y, x, size in [(0, 0, 10), (5, 7, 20), (20, 30, 20), (0, 0, 40)]:
+        expected = 0.0
+        for i in range(y, y + size):           # the definition, pixel by pixel (border pixels count 0)
+            for j in range(x, x + size):
+                if 0 < i < 39 and 0 < j < 49:
+                    expected += abs(4 * luma[i, j] - luma[i - 1, j] - luma[i + 1, j] - luma[i, j - 1] - luma[i, j + 1])
+        # a difference of cumulative sums of values <= 4 * 255 over 2,000 pixels: fp64 rounding only
+        assert crop_detail(table, y, x, size) == pytest.approx(expected / size**2, rel=1e-9)
+
+
+def test_detail_seeking_crops_avoid_a_flat_half_and_keep_the_plain_bank():
+    """``crop_candidates``: positions move towards detail (each is the most detailed of k draws), every
+    version is still cut at its group's one position, and 1 is the plain bank (same fingerprint)."""
+    from perceptiq.data.synthetic.colour import from_uint8
+    from perceptiq.training.builtin.crop_bank import (CropBankSpec, crop_detail, laplacian_detail_map,
+                                                      make_photo_groups)
+
+    # 300 x 600: the left half flat grey, the right half noise; no rescale at a 600 long side
+    rgb = np.full((300, 600, 3), 128, np.uint8)
+    rgb[:, 300:] = np.random.default_rng(0).integers(0, 256, size=(300, 300, 3), dtype=np.uint8)
+    common = dict(rounds=4, crops_per_round=8, long_side=(600, 600), types=("brighten", "darken"))
+
+    def mean_detail(k):
+        groups = make_photo_groups(from_uint8(rgb), 0, CropBankSpec(**common, crop_candidates=k))
+        pristine = groups["crops"][:, 0]
+        # brighten/darken act on the whole image, so every version's crop sits where the pristine one does
+        assert pristine.shape == (32, 224, 224, 3)
+        return np.mean([crop_detail(laplacian_detail_map(c), 0, 0, 224) for c in pristine])
+
+    # one draw overlaps the noisy half by ~112 of 224 columns on average, the best of 4 by ~215
+    assert mean_detail(4) > 1.5 * mean_detail(1)
+
+    with pytest.raises(ValueError, match="crop_candidates must be a whole number >= 1"):
+        CropBankSpec(crop_candidates=0)
+    with pytest.raises(ValueError, match="crop_candidates must be a whole number >= 1"):
+        CropBankSpec(crop_candidates=2.5)
+    photos = ["a.png"]
+    assert CropBankSpec(crop_candidates=1).fingerprint(photos) == CropBankSpec().fingerprint(photos)
+    assert CropBankSpec(crop_candidates=2).fingerprint(photos) != CropBankSpec().fingerprint(photos)

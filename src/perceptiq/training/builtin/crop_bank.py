@@ -17,6 +17,9 @@ that region identical, e.g. impulse noise at a low density on a flat crop) is fl
 so the ranking loss can ignore pairs that are not real differences. With ``pristine_chroma_fraction``
 > 0, that fraction of rounds first makes the photograph more vivid (chroma scaled up) and uses the vivid
 photograph as the round's pristine version, so strong colour alone is not learned as a distortion.
+With ``crop_candidates`` = k > 1, each position is the most detailed of k random candidates (mean
+absolute Laplacian of the pristine version's luma), so fewer groups are flat sky whose "blurred" versions
+differ from the pristine one by nothing a viewer could see, yet carry a level-5 target.
 
 Layout on disk (``root``): ``shards/NNNNN.npz`` per photo (resumable: finished shards are kept),
 then ``crops.npy`` [G, V, 224, 224, 3] uint8 (memory-mapped for training) and ``meta.npz``
@@ -62,6 +65,10 @@ class CropBankSpec:
     # unchanged). Why: docs/builtin-model.md, "Vivid pristine photographs".
     pristine_chroma_fraction: float = 0.0
     pristine_chroma_gain: tuple[float, float] = (1.0, 1.0)
+    # Detail-seeking crops: each crop position is the most detailed of this many random candidates
+    # (``crop_detail``). 1 draws one position, as banks built before the option did (same content and
+    # fingerprint). Why: docs/builtin-model.md, "Detail-seeking crops".
+    crop_candidates: int = 1
 
     def __post_init__(self):
         lo, hi = self.pristine_chroma_gain
@@ -73,6 +80,9 @@ class CropBankSpec:
             # a gain of exactly 1 leaves the photograph as it was: vivid rounds would silently be plain ones
             raise ValueError("pristine_chroma_fraction > 0 needs pristine_chroma_gain above 1 "
                              f"(got {[lo, hi]}, which leaves every photograph unchanged)")
+        if isinstance(self.crop_candidates, bool) or not isinstance(self.crop_candidates, int) \
+                or self.crop_candidates < 1:
+            raise ValueError(f"crop_candidates must be a whole number >= 1, got {self.crop_candidates!r}")
 
     @property
     def versions(self) -> int:
@@ -83,6 +93,8 @@ class CropBankSpec:
         if self.pristine_chroma_fraction == 0:
             # banks without vivid rounds keep the fingerprint they had before the option existed
             del spec["pristine_chroma_fraction"], spec["pristine_chroma_gain"]
+        if self.crop_candidates == 1:
+            del spec["crop_candidates"]
         payload = json.dumps({"spec": spec, "photos": photos}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -96,6 +108,37 @@ def _rescale(img: np.ndarray, long_side: int) -> np.ndarray:
     scale = long_side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return from_uint8(np.asarray(Image.fromarray(to_uint8(img)).resize(size, Image.Resampling.LANCZOS)))
+
+
+def laplacian_detail_map(rgb: np.ndarray) -> np.ndarray:
+    """Summed-area table of |4-neighbour Laplacian| of the BT.601 luma of ``rgb`` (H, W, 3) uint8.
+
+    Returns (H + 1, W + 1) float64 with zeros in the first row and column, so the detail of the window
+    [y, y + s) x [x, x + s) is ``crop_detail(table, y, x, s)``. The border pixels' Laplacian is 0.
+    """
+    y = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    lap = np.zeros_like(y)
+    lap[1:-1, 1:-1] = np.abs(4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:])
+    table = np.zeros((y.shape[0] + 1, y.shape[1] + 1))
+    table[1:, 1:] = lap.cumsum(0).cumsum(1)
+    return table
+
+
+def crop_detail(table: np.ndarray, y: int, x: int, size: int) -> float:
+    """Mean |Laplacian| of luma over the size x size window at (y, x), from ``laplacian_detail_map``."""
+    total = table[y + size, x + size] - table[y, x + size] - table[y + size, x] + table[y, x]
+    return float(total) / (size * size)
+
+
+def _crop_position(rng: np.random.Generator, h: int, w: int, spec: CropBankSpec,
+                   detail: np.ndarray | None) -> tuple[int, int]:
+    """One crop position: a single draw, or the most detailed of ``spec.crop_candidates`` draws
+    (``detail``: the pristine version's ``laplacian_detail_map``; the first of equals wins)."""
+    candidates = [(int(rng.integers(h - spec.crop + 1)), int(rng.integers(w - spec.crop + 1)))
+                  for _ in range(spec.crop_candidates)]
+    if detail is None:
+        return candidates[0]
+    return max(candidates, key=lambda yx: crop_detail(detail, yx[0], yx[1], spec.crop))
 
 
 def make_photo_groups(img: np.ndarray, photo_index: int, spec: CropBankSpec) -> dict[str, np.ndarray]:
@@ -128,9 +171,9 @@ def make_photo_groups(img: np.ndarray, photo_index: int, spec: CropBankSpec) -> 
         versions.append(get_distortion(b)(scaled, lb, np.random.default_rng(distortion_seed + 1)))
         stored = np.stack([to_uint8(v) for v in versions])              # [V, H, W, 3]
         h, w = stored.shape[1:3]
+        detail = laplacian_detail_map(stored[0]) if spec.crop_candidates > 1 else None
         for _ in range(spec.crops_per_round):
-            y = int(rng.integers(h - spec.crop + 1))
-            x = int(rng.integers(w - spec.crop + 1))
+            y, x = _crop_position(rng, h, w, spec, detail)
             block = stored[:, y:y + spec.crop, x:x + spec.crop]
             crops.append(block)
             changed.append(np.array([True] + [not np.array_equal(block[0], block[v])

@@ -194,7 +194,7 @@ def test_check_files_false_keeps_paths_as_written(tmp_path):
 
 
 def test_misspelt_name_suggests_the_right_one():
-    with pytest.raises(KeyError, match=r"Did you mean: koniq10k"):
+    with pytest.raises(KeyError, match="Did you mean 'koniq10k'"):
         get_dataset_spec("konig10k")
 
 

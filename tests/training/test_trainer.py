@@ -29,7 +29,7 @@ def test_schedules():
 
 
 def test_config_errors_are_named():
-    with pytest.raises(ValueError, match="did you mean epochs"):
+    with pytest.raises(ValueError, match="'epoch'. Did you mean 'epochs'"):
         TrainConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="train.optimizer"):
         TrainConfig(optimizer="lion")

@@ -7,9 +7,10 @@ Table 5 puts MoAE in up to 12 blocks).
 """
 from __future__ import annotations
 
-import difflib
 from functools import lru_cache
 from importlib import resources
+
+from ..suggestions import did_you_mean
 
 DEFAULT_ARCH = "ViT-B-16"
 TINY_ARCH = "test-tiny"
@@ -43,7 +44,6 @@ def architecture_config(arch: str) -> dict:
     cfg = open_clip.get_model_config(arch)
     if cfg is None:
         names = list_architectures()
-        close = difflib.get_close_matches(arch, names, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(arch, names)
         raise ValueError(f"unknown CLIP architecture '{arch}'.{hint} `perceptiq models --archs` lists them all.")
     return cfg

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
 import yaml
+
+from ..suggestions import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -73,8 +74,7 @@ def get_measure_spec(name: str) -> MeasureSpec:
     specs = _catalog()
     if name in specs:
         return specs[name]
-    close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, specs)
     raise KeyError(f"unknown classical measure '{name}'.{hint} Known: {', '.join(specs)}.")
 
 

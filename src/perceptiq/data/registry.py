@@ -9,7 +9,6 @@ every entry and every choice; tests/data/test_label_ranges.py pins them.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from types import MappingProxyType
 
@@ -34,6 +33,7 @@ from perceptiq.data.parsers import (
 from perceptiq.data.parsers._assemble import assemble
 from perceptiq.data.parsers._files import CaseInsensitiveRoot
 from perceptiq.data.records import DatasetSpec, LabelColumn, LabeledDataset, LabelScale
+from perceptiq.suggestions import did_you_mean
 
 TABLE9 = "Gamma Table 9"
 GRMP41 = "GRMP-IQA section 4.1"
@@ -319,9 +319,7 @@ def get_dataset_spec(name: str) -> DatasetSpec:
     spec = _BY_NORMALISED_KEY.get(_key(name))
     if spec is not None:
         return spec
-    close = difflib.get_close_matches(_key(name), list(_BY_NORMALISED_KEY), n=3, cutoff=0.5)
-    suggestions = list(dict.fromkeys(_BY_NORMALISED_KEY[c].name for c in close))  # best match first
-    hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+    hint = did_you_mean(_key(name), _BY_NORMALISED_KEY, show=lambda key: _BY_NORMALISED_KEY[key].name)
     raise KeyError(f"unknown dataset '{name}'.{hint} Known: {', '.join(s.name for s in SPECS)}")
 
 

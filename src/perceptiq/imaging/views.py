@@ -114,11 +114,9 @@ def parse_view(spec: "str | View | None", default: "str | View" = "resize") -> V
     head, *options = [part.strip() for part in text.split(",")]
     kind, _, count = head.partition(":")
     if kind not in VIEW_KINDS:
-        import difflib
+        from ..suggestions import did_you_mean
 
-        close = difflib.get_close_matches(kind, VIEW_KINDS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ViewError(f"unknown view '{kind}'{hint}: {VIEW_GRAMMAR}")
+        raise ViewError(f"unknown view '{kind}'.{did_you_mean(kind, VIEW_KINDS, n=1)} {VIEW_GRAMMAR}")
     values: dict = {"kind": kind}
     if kind == "crops":
         if not count.isdigit():

@@ -7,7 +7,6 @@ open_clip, so ``perceptiq models`` answers at once.
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -15,6 +14,8 @@ from importlib import resources
 from typing import TYPE_CHECKING, Callable
 
 import yaml
+
+from ..suggestions import did_you_mean
 
 if TYPE_CHECKING:
     from ..backbones import ClipBackbone
@@ -103,8 +104,7 @@ def get_model_spec(name: str) -> ModelSpec:
     specs = {**_catalog(), **_EXTRA_SPECS}
     if name in specs:
         return specs[name]
-    close = difflib.get_close_matches(name, list(specs), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, specs)
     raise KeyError(f"unknown model '{name}'.{hint} `perceptiq models` lists the registered models.")
 
 

@@ -8,12 +8,13 @@ can be overridden from the command line with ``--set section.key=value`` (YAML s
 from __future__ import annotations
 
 import copy
-import difflib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..suggestions import did_you_mean
 
 RECIPE_SECTIONS = ("name", "description", "paper", "model", "protocol", "train", "per_dataset", "meta",
                    "variants", "notes")
@@ -34,8 +35,7 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None,
     else:
         names = list_recipes()
         if str(name_or_path) not in names:
-            close = difflib.get_close_matches(str(name_or_path), names, n=3, cutoff=0.4)
-            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            hint = did_you_mean(str(name_or_path), names, cutoff=0.4)
             raise KeyError(f"unknown recipe '{name_or_path}'.{hint} Shipped recipes: {', '.join(names)}")
         text = resources.files("perceptiq.recipes").joinpath(f"{name_or_path}.yaml").read_text()
     recipe = yaml.safe_load(text) or {}

@@ -231,10 +231,9 @@ def get_target(name: str) -> Target:
     for target in TARGETS:
         if target.name == name:
             return target
-    import difflib
+    from ..suggestions import did_you_mean
 
-    close = difflib.get_close_matches(name, target_names(), n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = did_you_mean(name, target_names())
     raise KeyError(f"unknown reproduce target '{name}'.{hint} `perceptiq reproduce --list` lists them.")
 
 

@@ -78,10 +78,9 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            import difflib
+            from ..suggestions import did_you_mean
 
-            hints = {u: difflib.get_close_matches(u, known, n=1) for u in unknown}
-            text = ", ".join(f"{u}" + (f" (did you mean {h[0]}?)" if h else "") for u, h in hints.items())
+            text = "; ".join(f"{u!r}.{did_you_mean(u, known, n=1)}".rstrip(".") for u in unknown)
             raise ValueError(f"unknown training setting(s): {text}")
         return cls(**values)
 

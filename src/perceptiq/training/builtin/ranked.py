@@ -58,12 +58,11 @@ PROTOCOL_KEYS = frozenset({"kind", "photos_role", "bank", "groups_per_step", "st
 
 def check_protocol_keys(protocol: dict) -> None:
     """Refuse unknown keys of a crop-bank protocol, naming the closest known one."""
-    import difflib
+    from ...suggestions import did_you_mean
 
     for key in sorted(set(protocol) - PROTOCOL_KEYS):
-        close = difflib.get_close_matches(key, sorted(PROTOCOL_KEYS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(PROTOCOL_KEYS))}"
-        raise ValueError(f"recipe protocol has an unknown key {key!r}{hint}")
+        hint = did_you_mean(key, sorted(PROTOCOL_KEYS), n=1) or f" Known keys: {', '.join(sorted(PROTOCOL_KEYS))}."
+        raise ValueError(f"recipe protocol has an unknown key {key!r}.{hint}")
 
 
 def bank_spec(recipe: dict) -> CropBankSpec:

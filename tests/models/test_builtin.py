@@ -235,6 +235,7 @@ def test_ranked_recipe_builds_a_loadable_checkpoint_from_photographs(tmp_path):
     recipe["protocol"]["bank"].update(rounds=1, crops_per_round=1, long_side=[300, 300])
     recipe["protocol"]["groups_per_step"] = 2
     recipe["train"].update(epochs=2, precision="fp32")
+    recipe["model"]["stem"] = {"front_end": {"rgb_pool": 2}}     # a stem variant is a recipe setting
     result = build_ranked_model(recipe, tmp_path / "out", photos=tmp_path / "photos", work_dir=tmp_path / "work",
                                 train_overrides={"steps_per_epoch": 1}, device="cpu")
     assert result.n_photos == 2 and result.n_groups == 2
@@ -245,17 +246,13 @@ def test_ranked_recipe_builds_a_loadable_checkpoint_from_photographs(tmp_path):
         "epoch-001.safetensors", "epoch-002.safetensors"]
     rebuilt = build_model(str(result.checkpoint)).module
     start = create_backbone("perceptiq-tiny", "random").clip
-    # the front end's settings are recorded; weights built under other settings are refused, not misread
+    # the front end's settings are recorded, and rebuilt on loading
+    # (test_a_checkpoint_rebuilds_the_stem_it_was_built_with)
     from perceptiq.backbones.stems import stem_settings
 
-    assert config["stem"] == stem_settings()["perceptiq-tiny"]
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / result.checkpoint.name).write_bytes(result.checkpoint.read_bytes())
-    config["stem"] = {**config["stem"], "front_end": {**config["stem"]["front_end"], "luma_scales": 3}}
-    (other / result.checkpoint.with_suffix(".json").name).write_text(json.dumps(config))
-    with pytest.raises(ValueError, match="was trained with the perceptiq-tiny stem settings"):
-        build_model(str(other / result.checkpoint.name))
+    shipped_stem = stem_settings()["perceptiq-tiny"]
+    assert config["stem"] == {**shipped_stem, "front_end": {**shipped_stem["front_end"], "rgb_pool": 2}}
+    assert rebuilt.backbone.clip.visual.conv1.front_end.rgb_pool == 2
     # the stem and the transformer trained, the token table stayed as it was drawn
     assert not torch.equal(rebuilt.backbone.clip.visual.conv1.project.weight, start.visual.conv1.project.weight.half().float())
     torch.testing.assert_close(rebuilt.backbone.clip.token_embedding.weight, start.token_embedding.weight.half().float())
@@ -331,3 +328,26 @@ def test_ranked_build_resumes_after_a_stop_and_ends_where_an_unbroken_build_ends
     other = {**recipe, "train": {**recipe["train"], "lr": 1e-3}}
     with pytest.raises(ResumeMismatchError, match="train.lr"):
         build_ranked_model(other, tmp_path / "b", work_dir=tmp_path / "wb", resume=True, **kwargs)
+
+
+def test_a_checkpoint_rebuilds_the_stem_it_was_built_with(tmp_path):
+    """The front end's settings are not tensors: a model built with a recipe's ``model.stem`` records
+    them in its config, and its checkpoint rebuilds that front end (same scores), not stems.json's."""
+    from perceptiq.models import save_checkpoint
+
+    bundle = build_model("grmp-iqa", backbone="perceptiq-tiny", weights="random", n_visual_tokens=0,
+                         stem={"front_end": {"rgb_pool": 4}})
+    assert bundle.config["stem"]["front_end"]["rgb_pool"] == 4
+    module = bundle.module.eval()
+    path = save_checkpoint(tmp_path / "pooled.safetensors", module.state_dict(), bundle.config)
+    rebuilt = build_model(str(path)).module.eval()
+    assert rebuilt.backbone.clip.visual.conv1.front_end.rgb_pool == 4
+    pixels = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        # same tensors, same front end, same float32 operations: equal scores
+        torch.testing.assert_close(rebuilt(pixels), module(pixels), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="built with the stem it recorded"):
+        build_model(str(path), stem={"front_end": {"rgb_pool": 2}})
+    # the shipped weights were trained with stems.json's stem; another one is refused, not misread
+    with pytest.raises(ValueError, match="was trained with the stem settings"):
+        build_model("perceptiq-tiny", stem={"front_end": {"rgb_pool": 4}})

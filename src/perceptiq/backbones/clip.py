@@ -16,7 +16,7 @@ from torch import nn
 
 from .autocast_policy import install_autocast_policy
 from .native_resolution import enable_any_input_size
-from .stems import install_conv_stem
+from .stems import install_conv_stem, resolve_stem
 from .architectures import DEFAULT_ARCH, architecture_config, register_perceptiq_configs
 from .weights import WeightSource, parse_weight_source, read_state_dict, resolve_tag, verify_known_file
 
@@ -36,6 +36,8 @@ class BackboneInfo:
     std: tuple[float, float, float] = OPENAI_CLIP_STD
     source_file: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: the convolutional stem's settings (``stems.resolve_stem``) for a hybrid architecture, else None
+    stem: dict | None = None
 
 
 
@@ -139,17 +141,21 @@ def create_backbone(
     quick_gelu: bool | None = None,
     cache_dir: str | None = None,
     seed: int = 0,
+    stem: dict | None = None,
 ) -> ClipBackbone:
     """Build a CLIP backbone: architecture by open_clip name, weights from ``weights``.
 
     weights: "random" | an open_clip tag ("openai", ...) | a local file | "uniqa:FILE" | None
     (None reads ``$PERCEPTIQ_WEIGHTS``, then defaults to "openai"). A local file or "random" never
     touches the network; a tag that is neither cached nor reachable fails in seconds with a message.
+    stem: settings over configs/stems.json's for a hybrid architecture (``stems.resolve_stem``: a recipe's
+    ``model.stem``, or the ``"stem"`` a checkpoint recorded); ``info.stem`` holds what was built.
     """
     import open_clip
 
     register_perceptiq_configs()
     architecture_config(arch)  # did-you-mean on a typo, before any weight work
+    stem_config = resolve_stem(arch, stem)  # a bad stem setting fails here too
     source = parse_weight_source(weights)
     tag_cfg = None
     path = source.path
@@ -174,7 +180,8 @@ def create_backbone(
         # hybrid architectures (configs/stems.json) get their convolutional stem before weights load
         install_conv_stem(model, arch,
                           mean=tuple(getattr(model.visual, "image_mean", None) or OPENAI_CLIP_MEAN),
-                          std=tuple(getattr(model.visual, "image_std", None) or OPENAI_CLIP_STD))
+                          std=tuple(getattr(model.visual, "image_std", None) or OPENAI_CLIP_STD),
+                          settings=stem_config)
     if state is not None:
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
@@ -194,7 +201,7 @@ def create_backbone(
     std = tuple(getattr(model.visual, "image_std", None) or OPENAI_CLIP_STD)
     info = BackboneInfo(
         arch=arch, weights=source.spec, quick_gelu=bool(quick_gelu), image_size=image_size,
-        mean=mean, std=std, source_file=str(path) if path else None,
+        mean=mean, std=std, source_file=str(path) if path else None, stem=stem_config,
     )
     backbone = ClipBackbone(model, tokenizer, info)
     return backbone.to(device)

@@ -334,26 +334,69 @@ def stem_settings() -> dict[str, dict]:
     return json.loads(text)
 
 
-def check_recorded_stem(arch: str, recorded: dict | None, where: str) -> None:
-    """Refuse weights whose recorded stem settings (``"stem"`` in a checkpoint's JSON) differ from what
-    ``configs/stems.json`` builds for ``arch`` now: the tensors would load (same shapes) into a front end
-    that computes other planes, and score silently wrong. Checkpoints that record nothing pass."""
-    if recorded is None:
-        return
-    current = stem_settings().get(arch)
-    if recorded != current:
-        raise ValueError(f"{where} was trained with the {arch} stem settings {json.dumps(recorded, sort_keys=True)}, "
-                         f"but this perceptiq builds {json.dumps(current, sort_keys=True)} (configs/stems.json); "
-                         "rebuild the weights with this version, or load them with the perceptiq that made them")
+#: The keys of one architecture's stem settings (configs/stems.json, a recipe's ``model.stem``).
+STEM_KEYS = ("channels", "front_end")
 
 
-def install_conv_stem(model: nn.Module, arch: str, mean, std) -> bool:
+def _front_end_keys() -> list[str]:
+    import inspect
+
+    return [name for name in inspect.signature(LocalNormalizationPlanes.__init__).parameters
+            if name not in ("self", "mean", "std")]
+
+
+def resolve_stem(arch: str, override: dict | None = None) -> dict | None:
+    """The stem settings ``arch`` is built with: configs/stems.json's, with ``override`` on top.
+
+    ``override`` (a recipe's ``model.stem``, or the ``"stem"`` a checkpoint recorded) may give
+    ``channels`` and any ``front_end`` keys; the front end is merged key by key, so
+    ``{"front_end": {"rgb_pool": 4}}`` keeps the file's other front-end settings. None for an
+    architecture without a stem; an override for one, or an unknown key, is refused with a hint.
+    """
+    from ..suggestions import did_you_mean
+
+    base = stem_settings().get(arch)
+    if not override:
+        return None if base is None else json.loads(json.dumps(base))
+    if base is None:
+        hybrid = ", ".join(sorted(stem_settings()))
+        raise ValueError(f"stem settings {json.dumps(override, sort_keys=True)} given for {arch}, which has no "
+                         f"convolutional stem (architectures with one: {hybrid})")
+    for key in override:
+        if key not in STEM_KEYS:
+            raise ValueError(f"unknown stem setting {key!r}.{did_you_mean(key, STEM_KEYS, n=1)} "
+                             f"Stem settings: {', '.join(STEM_KEYS)}")
+    front_end = override.get("front_end") or {}
+    known = _front_end_keys()
+    for key in front_end:
+        if key not in known:
+            raise ValueError(f"unknown front_end setting {key!r}.{did_you_mean(key, known, n=1)} "
+                             f"Front-end settings: {', '.join(known)}")
+    settings = json.loads(json.dumps(base))
+    if "channels" in override:
+        settings["channels"] = list(override["channels"])
+    settings["front_end"] = {**settings.get("front_end", {}), **front_end}
+    return settings
+
+
+def check_shipped_stem(trained: dict | None, built: dict | None, where: str) -> None:
+    """Refuse shipped weights trained with other stem settings than the backbone was built with: the
+    tensors would load (same shapes) into a front end that computes other planes, and score silently
+    wrong."""
+    if trained != built:
+        raise ValueError(f"{where} was trained with the stem settings {json.dumps(trained, sort_keys=True)}, "
+                         f"but the backbone was built with {json.dumps(built, sort_keys=True)}; "
+                         "load the weights with the perceptiq that made them, or rebuild them with this one")
+
+
+def install_conv_stem(model: nn.Module, arch: str, mean, std, settings: dict | None = None) -> bool:
     """Swap ``model.visual.conv1`` for a ``ConvPatchStem`` if ``arch`` is listed in stems.json.
 
-    Returns True when a stem was installed. Must run before weights are loaded (the checkpoint's
-    ``visual.conv1.*`` tensors are the stem's).
+    ``settings``: the stem settings to build (``resolve_stem``); None builds stems.json's. Returns True
+    when a stem was installed. Must run before weights are loaded (the checkpoint's ``visual.conv1.*``
+    tensors are the stem's).
     """
-    settings = stem_settings().get(arch)
+    settings = settings if settings is not None else stem_settings().get(arch)
     if settings is None:
         return False
     visual = model.visual

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from ..backbones import ClipBackbone, sha256_of
-from ..backbones.stems import check_recorded_stem
+from ..backbones.stems import check_shipped_stem, resolve_stem
 from .checkpoints import load_checkpoint
 from .grmp import GRMPModel
 from .registry import register_factory
@@ -135,7 +135,9 @@ def build_builtin(backbone: ClipBackbone, *, task: str = "quality", scene: str |
                 f"{shipped} ships its own CLIP weights; got weights={backbone.info.weights!r} "
                 "(from --weights or $PERCEPTIQ_WEIGHTS). Leave weights unset for the built-in model, or "
                 f"train from other weights with model grmp-iqa and --backbone {arch}.")
-        check_recorded_stem(arch, builtin_config(shipped).get("stem"), str(builtin_checkpoint_path(shipped)))
+        # shipped weights that record no stem were built with the stems.json they ship beside
+        check_shipped_stem(builtin_config(shipped).get("stem") or resolve_stem(arch), backbone.info.stem,
+                           str(builtin_checkpoint_path(shipped)))
         recorded = {k: v for k, v in builtin_config(shipped).get("options", {}).items()
                     if k not in ("load_shipped", "shipped")}
         options = {**recorded, **options}

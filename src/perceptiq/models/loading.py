@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from ..backbones import BackboneInfo, create_backbone
-from ..backbones.stems import check_recorded_stem
 from ..prompts import check_task
 from .checkpoints import checkpoint_paths, is_checkpoint, load_checkpoint
 from .registry import SHIPPED_WEIGHTS, ModelSpec, get_factory, get_model_spec
@@ -43,13 +42,18 @@ def _resolve_scene(spec: ModelSpec, scene: str | None) -> str | None:
 
 def build_model(model: str = "zero-shot", *, backbone: str | None = None, weights: str | None = None,
                 task: str | None = None, scene: str | None = None, device: str | torch.device = "cpu",
-                **options) -> AssessmentBundle:
+                stem: dict | None = None, **options) -> AssessmentBundle:
     """A registered model (``model`` is a name) or a checkpoint (``model`` is a path) ready to run.
 
     backbone/weights default to the model's own (``default_backbone`` / ``default_weights``; a checkpoint
     records the ones it was trained from). ``$PERCEPTIQ_WEIGHTS`` overrides the default weights.
+    stem: convolutional-stem settings over configs/stems.json's (a recipe's ``model.stem``; hybrid
+    architectures only). The config records the stem built, so a checkpoint saved with it rebuilds that
+    stem; a checkpoint path takes its recorded stem, and ``stem`` is refused there.
     """
     if is_checkpoint(model) or Path(str(model)).suffix in (".safetensors", ".json"):
+        if stem is not None:
+            raise ValueError(f"{model}: a checkpoint is built with the stem it recorded; stem= is for model names")
         return _build_from_checkpoint(Path(model), backbone=backbone, weights=weights, task=task,
                                       scene=scene, device=device)
     spec = get_model_spec(model)
@@ -62,11 +66,14 @@ def build_model(model: str = "zero-shot", *, backbone: str | None = None, weight
     task = _resolve_task(spec, task)
     scene = _resolve_scene(spec, scene)
     # shipped weights: a random backbone that the model's factory overwrites with the package's tensors
-    clip = create_backbone(arch, "random" if weights == SHIPPED_WEIGHTS else weights, device=device)
+    clip = create_backbone(arch, "random" if weights == SHIPPED_WEIGHTS else weights, device=device, stem=stem)
     module = get_factory(spec.factory)(clip, task=task, scene=scene, **{**spec.options, **options})
     module.eval()
     config = {"model": spec.name, "factory": spec.factory, "backbone": arch, "weights": weights,
               "task": task, "scene": scene, "options": {**spec.options, **options}}
+    if clip.info.stem is not None:
+        # the front end's settings are not tensors: a checkpoint saved with this config rebuilds them
+        config["stem"] = clip.info.stem
     return AssessmentBundle(module.to(device), spec, clip.info, task, scene, config)
 
 
@@ -77,9 +84,10 @@ def _build_from_checkpoint(path: Path, *, backbone, weights, task, scene, device
     weights = weights or config["weights"]
     task = task or config.get("task", "quality")
     scene = scene if scene is not None else config.get("scene")
-    if arch == config["backbone"]:
-        check_recorded_stem(arch, config.get("stem"), str(path))
-    clip = create_backbone(arch, "random" if weights == SHIPPED_WEIGHTS else weights, device="cpu")
+    # the recorded stem settings (not tensors) rebuild the front end the tensors were trained with;
+    # checkpoints from before they were recorded get stems.json's, as they always did
+    stem = config.get("stem") if arch == config["backbone"] else None
+    clip = create_backbone(arch, "random" if weights == SHIPPED_WEIGHTS else weights, device="cpu", stem=stem)
     factory = get_factory(config["factory"])
     module = factory(clip, task=task, scene=scene, **config.get("options", {}))
     missing, unexpected = module.load_state_dict(tensors, strict=False)

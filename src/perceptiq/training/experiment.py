@@ -207,7 +207,7 @@ def build_run_model(recipe: dict, device: torch.device | str, unit: RunUnit | No
     model_cfg = recipe["model"]
     bundle = build_model(model_cfg["name"], backbone=model_cfg.get("backbone"), weights=model_cfg.get("weights"),
                          task=model_cfg.get("task"), scene=model_cfg.get("scene"), device=device,
-                         **(model_cfg.get("options") or {}))
+                         stem=model_cfg.get("stem"), **(model_cfg.get("options") or {}))
     module = bundle.module
     init = init_checkpoint_path(recipe, unit)
     if init:

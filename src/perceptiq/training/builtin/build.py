@@ -217,7 +217,7 @@ def build_builtin_model(out_dir: str | Path, *, recipe: str | Path | dict = BUIL
 
     model_cfg = recipe["model"]
     bundle = build_model(model_cfg["name"], backbone=model_cfg["backbone"], weights=model_cfg.get("weights", "random"),
-                         **(model_cfg.get("options") or {}))
+                         stem=model_cfg.get("stem"), **(model_cfg.get("options") or {}))
     model = bundle.module
     apply_patch_init(model, model_cfg.get("patch_init"))
     stage_metrics, start = [], time.perf_counter()

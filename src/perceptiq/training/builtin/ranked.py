@@ -105,7 +105,7 @@ def build_ranked_model(recipe: dict, out_dir: Path, *, photos: Path, work_dir: P
     model_cfg = recipe["model"]
     torch_device = resolve_device(device)
     bundle = build_model(model_cfg["name"], backbone=model_cfg["backbone"], weights=model_cfg.get("weights", "random"),
-                         **(model_cfg.get("options") or {}))
+                         stem=model_cfg.get("stem"), **(model_cfg.get("options") or {}))
     model = bundle.module
     set_trainable_union(model, protocol["trainable"], protocol.get("frozen") or ())
     if protocol.get("train_temperature"):
@@ -170,7 +170,6 @@ def _fit(trainer: Trainer, model, loader: BankBatches, resume: bool):
 def save_shipped_checkpoint(path: Path, model, recipe: dict, build_config: dict, report: dict) -> Path:
     """Every tensor of ``model`` (fp16 by default: half the file) + a JSON config with the file's sha256."""
     from ...backbones import sha256_of
-    from ...backbones.stems import stem_settings
 
     stored_dtype = recipe["protocol"].get("stored_dtype", "float16")
     dtype = {"float16": torch.float16, "float32": torch.float32}[stored_dtype]
@@ -182,8 +181,8 @@ def save_shipped_checkpoint(path: Path, model, recipe: dict, build_config: dict,
         "backbone": build_config["backbone"], "weights": "random", "task": "quality", "scene": None,
         "options": {**build_config.get("options", {}), "load_shipped": False, "shipped": name},
         "trained_parameters": sorted(tensors), "stored_dtype": stored_dtype, "recipe": name, **report,
-        # the front end's settings are not tensors: recorded so that loading under other settings fails
-        "stem": stem_settings().get(build_config["backbone"]),
+        # the front end's settings are not tensors: recorded so that loading rebuilds the same front end
+        "stem": model.backbone.info.stem,
     }
     path = save_checkpoint(path, tensors, config)
     _, config_path = checkpoint_paths(path)

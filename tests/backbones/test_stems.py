@@ -213,12 +213,14 @@ def test_stem_feeds_bf16_inference_its_fp32_output_rounded_once():
 def test_stem_settings_come_from_the_file_with_a_recipe_override_merged_on_top():
     from perceptiq.backbones.stems import resolve_stem, stem_settings
 
-    shipped = stem_settings()["perceptiq-tiny"]
+    import copy
+
+    shipped = copy.deepcopy(stem_settings()["perceptiq-tiny"])
     assert resolve_stem("perceptiq-tiny") == shipped
-    resolve_stem("perceptiq-tiny")["front_end"]["rgb_pool"] = 9      # a copy: the file's settings stay
-    assert "rgb_pool" not in stem_settings()["perceptiq-tiny"]["front_end"]
-    pooled = resolve_stem("perceptiq-tiny", {"front_end": {"rgb_pool": 4}})
-    assert pooled == {"channels": shipped["channels"], "front_end": {**shipped["front_end"], "rgb_pool": 4}}
+    resolve_stem("perceptiq-tiny")["front_end"]["chroma_pool"] = 9   # a copy: the file's settings stay
+    assert stem_settings()["perceptiq-tiny"] == shipped
+    pooled = resolve_stem("perceptiq-tiny", {"front_end": {"chroma_pool": 2}})
+    assert pooled == {"channels": shipped["channels"], "front_end": {**shipped["front_end"], "chroma_pool": 2}}
     assert resolve_stem("perceptiq-tiny", {"channels": [16, 32, 64]})["channels"] == [16, 32, 64]
     assert resolve_stem("test-tiny") is None
     with pytest.raises(ValueError, match="unknown front_end setting 'rgb_pol'. Did you mean 'rgb_pool'"):
@@ -230,9 +232,11 @@ def test_stem_settings_come_from_the_file_with_a_recipe_override_merged_on_top()
 
 
 def test_backbone_builds_and_reports_the_stem_it_was_asked_for():
-    backbone = create_backbone("perceptiq-tiny", "random", stem={"front_end": {"rgb_pool": 4, "chroma_pool": 2}})
+    from perceptiq.backbones.stems import stem_settings
+
+    backbone = create_backbone("perceptiq-tiny", "random", stem={"front_end": {"rgb_pool": 2, "chroma_pool": 2}})
     front = backbone.clip.visual.conv1.front_end
-    assert (front.rgb_pool, front.chroma_pool, front.luma_scales) == (4, 2, 2)
-    assert backbone.info.stem["front_end"]["rgb_pool"] == 4
-    assert create_backbone("perceptiq-tiny", "random").info.stem["front_end"].get("rgb_pool", 1) == 1
+    assert (front.rgb_pool, front.chroma_pool, front.luma_scales) == (2, 2, 2)
+    assert backbone.info.stem["front_end"]["rgb_pool"] == 2
+    assert create_backbone("perceptiq-tiny", "random").info.stem == stem_settings()["perceptiq-tiny"]
     assert create_backbone("test-tiny", "random").info.stem is None

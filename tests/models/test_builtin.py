@@ -70,6 +70,10 @@ def test_shipped_file_is_small_and_matches_its_recorded_sha256(shipped_model):
     config = json.loads(path.with_suffix(".json").read_text())
     assert config["sha256"] == sha256_of(path)
     assert config["format"] == "perceptiq-checkpoint/1" and config["backbone"] == "perceptiq-tiny"
+    # the weights were trained with the stem the package builds for the architecture (configs/stems.json)
+    from perceptiq.backbones.stems import stem_settings
+
+    assert config["stem"] == stem_settings()["perceptiq-tiny"]
     # every tensor the model has is in the file (nothing is left to the random initialisation)
     assert set(builtin_tensors()) == set(shipped_model.state_dict())
 
@@ -335,19 +339,23 @@ def test_a_checkpoint_rebuilds_the_stem_it_was_built_with(tmp_path):
     them in its config, and its checkpoint rebuilds that front end (same scores), not stems.json's."""
     from perceptiq.models import save_checkpoint
 
+    from perceptiq.backbones.stems import stem_settings
+
+    # a front end unlike stems.json's in one setting, so only the recorded settings can rebuild it
+    other_pool = 2 if stem_settings()["perceptiq-tiny"]["front_end"].get("rgb_pool", 1) != 2 else 8
     bundle = build_model("grmp-iqa", backbone="perceptiq-tiny", weights="random", n_visual_tokens=0,
-                         stem={"front_end": {"rgb_pool": 4}})
-    assert bundle.config["stem"]["front_end"]["rgb_pool"] == 4
+                         stem={"front_end": {"rgb_pool": other_pool}})
+    assert bundle.config["stem"]["front_end"]["rgb_pool"] == other_pool
     module = bundle.module.eval()
     path = save_checkpoint(tmp_path / "pooled.safetensors", module.state_dict(), bundle.config)
     rebuilt = build_model(str(path)).module.eval()
-    assert rebuilt.backbone.clip.visual.conv1.front_end.rgb_pool == 4
+    assert rebuilt.backbone.clip.visual.conv1.front_end.rgb_pool == other_pool
     pixels = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
         # same tensors, same front end, same float32 operations: equal scores
         torch.testing.assert_close(rebuilt(pixels), module(pixels), rtol=0, atol=0)
     with pytest.raises(ValueError, match="built with the stem it recorded"):
-        build_model(str(path), stem={"front_end": {"rgb_pool": 2}})
+        build_model(str(path), stem={"front_end": {"rgb_pool": 1}})
     # the shipped weights were trained with stems.json's stem; another one is refused, not misread
     with pytest.raises(ValueError, match="was trained with the stem settings"):
-        build_model("perceptiq-tiny", stem={"front_end": {"rgb_pool": 4}})
+        build_model("perceptiq-tiny", stem={"front_end": {"rgb_pool": other_pool}})

@@ -213,10 +213,13 @@ def test_vivid_option_is_checked_and_leaves_the_shipped_bank_fingerprint_alone()
     shipped = json.loads(resources.files("perceptiq").joinpath("weights", "perceptiq-tiny.json").read_text())
     spec = bank_spec(load_recipe("perceptiq-tiny"))
     assert spec.fingerprint(shipped["photos"]) == shipped["bank_fingerprint"]
-    vivid = bank_spec(load_recipe("perceptiq-tiny", ["protocol.bank.pristine_chroma_fraction=0.5",
-                                                     "protocol.bank.pristine_chroma_gain=[1.0, 1.6]"]))
-    assert vivid.pristine_chroma_gain == (1.0, 1.6)
-    assert vivid.fingerprint(shipped["photos"]) != shipped["bank_fingerprint"]
+    assert (spec.pristine_chroma_fraction, spec.pristine_chroma_gain) == (0.5, (1.0, 1.6))
+    # without the options the bank is the one the first rebuild trained on, under its old fingerprint
+    plain = bank_spec(load_recipe("perceptiq-tiny", ["protocol.bank.pristine_chroma_fraction=0",
+                                                     "protocol.bank.pristine_chroma_gain=[1.0, 1.0]",
+                                                     "protocol.bank.crop_candidates=1"]))
+    assert plain.fingerprint(shipped["photos"]) == "97309356be39e485"
+    assert CropBankSpec().fingerprint(shipped["photos"]) != shipped["bank_fingerprint"]
 
 
 def test_crop_detail_is_the_mean_absolute_laplacian_of_the_window():

@@ -20,3 +20,17 @@ def test_matched_keys_are_shown_by_name_once():
     # lookups that match normalised keys print the real name; two keys of one name give it once
     names = {"koniq10k": "KonIQ-10k", "koniq": "KonIQ-10k", "kadid10k": "KADID-10k"}
     assert did_you_mean("koniq1ok", names, show=names.get) == " Did you mean 'KonIQ-10k', 'KADID-10k'?"
+
+
+def test_unknown_keys_are_refused_with_hints_and_the_list_only_when_a_hint_is_missing():
+    import pytest
+
+    from perceptiq.suggestions import refuse_unknown_keys
+
+    refuse_unknown_keys({"lr": 1, "epochs": 2}, ["lr", "epochs", "seed"], what="setting")   # all known: silent
+    with pytest.raises(ValueError) as hinted:
+        refuse_unknown_keys({"epoch": 3}, ["lr", "epochs", "seed"], what="training setting", where="train: ")
+    assert str(hinted.value) == "train: unknown training setting 'epoch'. Did you mean 'epochs'?"
+    with pytest.raises(ValueError) as listed:
+        refuse_unknown_keys(["epoch", "qwerty"], ["lr", "epochs"], what="setting")
+    assert str(listed.value) == "unknown settings 'epoch'. Did you mean 'epochs'? 'qwerty'. Known: epochs, lr."

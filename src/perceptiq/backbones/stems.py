@@ -353,7 +353,7 @@ def resolve_stem(arch: str, override: dict | None = None) -> dict | None:
     ``{"front_end": {"rgb_pool": 4}}`` keeps the file's other front-end settings. None for an
     architecture without a stem; an override for one, or an unknown key, is refused with a hint.
     """
-    from ..suggestions import did_you_mean
+    from ..suggestions import refuse_unknown_keys
 
     base = stem_settings().get(arch)
     if not override:
@@ -362,16 +362,9 @@ def resolve_stem(arch: str, override: dict | None = None) -> dict | None:
         hybrid = ", ".join(sorted(stem_settings()))
         raise ValueError(f"stem settings {json.dumps(override, sort_keys=True)} given for {arch}, which has no "
                          f"convolutional stem (architectures with one: {hybrid})")
-    for key in override:
-        if key not in STEM_KEYS:
-            raise ValueError(f"unknown stem setting {key!r}.{did_you_mean(key, STEM_KEYS, n=1)} "
-                             f"Stem settings: {', '.join(STEM_KEYS)}")
+    refuse_unknown_keys(override, STEM_KEYS, what="stem setting")
     front_end = override.get("front_end") or {}
-    known = _front_end_keys()
-    for key in front_end:
-        if key not in known:
-            raise ValueError(f"unknown front_end setting {key!r}.{did_you_mean(key, known, n=1)} "
-                             f"Front-end settings: {', '.join(known)}")
+    refuse_unknown_keys(front_end, _front_end_keys(), what="front_end setting")
     settings = json.loads(json.dumps(base))
     if "channels" in override:
         settings["channels"] = list(override["channels"])

@@ -75,13 +75,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            from ..suggestions import did_you_mean
+        from ..suggestions import refuse_unknown_keys
 
-            text = "; ".join(f"{u!r}.{did_you_mean(u, known, n=1)}".rstrip(".") for u in unknown)
-            raise ValueError(f"unknown training setting(s): {text}")
+        refuse_unknown_keys(values, (f.name for f in dataclasses.fields(cls)), what="training setting")
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

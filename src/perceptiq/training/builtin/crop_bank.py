@@ -116,9 +116,12 @@ def laplacian_detail_map(rgb: np.ndarray) -> np.ndarray:
     Returns (H + 1, W + 1) float64 with zeros in the first row and column, so the detail of the window
     [y, y + s) x [x, x + s) is ``crop_detail(table, y, x, s)``. The border pixels' Laplacian is 0.
     """
-    y = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    from ...classical.images import luminance
+    from ...classical.laplacian import laplacian
+
+    y = luminance(rgb)
     lap = np.zeros_like(y)
-    lap[1:-1, 1:-1] = np.abs(4 * y[1:-1, 1:-1] - y[:-2, 1:-1] - y[2:, 1:-1] - y[1:-1, :-2] - y[1:-1, 2:])
+    lap[1:-1, 1:-1] = np.abs(laplacian(y))
     table = np.zeros((y.shape[0] + 1, y.shape[1] + 1))
     table[1:, 1:] = lap.cumsum(0).cumsum(1)
     return table

@@ -58,11 +58,9 @@ PROTOCOL_KEYS = frozenset({"kind", "photos_role", "bank", "groups_per_step", "st
 
 def check_protocol_keys(protocol: dict) -> None:
     """Refuse unknown keys of a crop-bank protocol, naming the closest known one."""
-    from ...suggestions import did_you_mean
+    from ...suggestions import refuse_unknown_keys
 
-    for key in sorted(set(protocol) - PROTOCOL_KEYS):
-        hint = did_you_mean(key, sorted(PROTOCOL_KEYS), n=1) or f" Known keys: {', '.join(sorted(PROTOCOL_KEYS))}."
-        raise ValueError(f"recipe protocol has an unknown key {key!r}.{hint}")
+    refuse_unknown_keys(protocol, PROTOCOL_KEYS, what="key", where="recipe protocol: ")
 
 
 def bank_spec(recipe: dict) -> CropBankSpec:

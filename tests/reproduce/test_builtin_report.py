@@ -30,6 +30,12 @@ def test_builtin_report_scores_every_scorer_on_the_same_files(tmp_path):
     text = (out / "report.md").read_text()
     assert "| perceptiq-tiny |" in text.replace("  ", " ") or "perceptiq-tiny" in text
     assert "1 held-out photographs x 25 types x 5 levels" in text
+    # where the pooled SRCC goes, for every scorer, and the candidate's drops by type and level
+    assert "## Where the pooled SRCC goes" in text and "Mean drop of perceptiq-tiny's quality" in text
+    diagnosis = report["diagnosis"]
+    assert set(diagnosis) == set(report["summary"])
+    assert len(diagnosis["perceptiq-tiny"]["drops"]) == 25
+    assert diagnosis["niqe"]["pooled_srcc"] == pytest.approx(report["summary"]["niqe"]["pooled_srcc"])
     # the held-out distortions and NIQE's fit are reused by a second run
     stamp = (tmp_path / "work" / "heldout-settings.json").stat().st_mtime_ns
     result = CliRunner().invoke(app, ["reproduce-builtin", "--photos", str(photos), "--max-side", "256",

@@ -8,7 +8,9 @@ One run, one table (issue 11's protocol, ``perceptiq.evaluation.level_ranking``)
 3. NIQE, the variance of the Laplacian, the previous built-in model and the candidate model score every
    image (pristine and distorted) in the same run; each model with its default view unless told;
 4. the summary table (pooled SRCC/PLCC/KRCC against the level, per-type median within-image SRCC, pristine
-   win rate) with issue 11's bars, and the per-type table, as Markdown + JSON.
+   win rate) with issue 11's bars, and the per-type table, as Markdown + JSON;
+5. where each scorer's pooled SRCC goes (``perceptiq.evaluation.level_diagnosis``: content spread against
+   calibration across types), and the candidate's mean drop per type and level.
 """
 from __future__ import annotations
 
@@ -24,6 +26,13 @@ from ..classical import LaplacianVariance, NIQEModel
 from ..data.synthetic import synthesize
 from ..data.synthetic.colour import to_uint8
 from ..data.synthetic.sources import list_source_images, load_pristine
+from ..evaluation.level_diagnosis import (
+    DIAGNOSIS_NUMBERS,
+    LevelDiagnosis,
+    diagnose_levels,
+    render_diagnosis_table,
+    render_drop_table,
+)
 from ..evaluation.level_ranking import (
     ISSUE11_BARS,
     LevelRankingResult,
@@ -43,10 +52,18 @@ class BuiltinReport:
     candidate: str
     timings: dict[str, float]
     header: list[str] = field(default_factory=list)
+    diagnoses: list[LevelDiagnosis] = field(default_factory=list)
 
     @property
     def candidate_result(self) -> LevelRankingResult:
         return next(r for r in self.results if r.scorer == self.candidate)
+
+    def _diagnosis_markdown(self) -> list[str]:
+        if not self.diagnoses:
+            return []
+        candidate = next(d for d in self.diagnoses if d.scorer == self.candidate)
+        return ["## Where the pooled SRCC goes", "", render_diagnosis_table(self.diagnoses), "",
+                render_drop_table(candidate), ""]
 
     def beats_every_baseline(self) -> dict[str, dict[str, bool]]:
         return {r.scorer: beats(self.candidate_result, r) for r in self.results if r.scorer != self.candidate}
@@ -55,6 +72,7 @@ class BuiltinReport:
         lines = list(self.header)
         lines += ["", render_summary_table(self.results, bars=ISSUE11_BARS), "",
                   render_per_type_table(self.results), ""]
+        lines += self._diagnosis_markdown()
         bars = self.candidate_result.meets(ISSUE11_BARS)
         lines.append(f"{self.candidate}: bars " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in bars.items()))
         for baseline, wins in self.beats_every_baseline().items():
@@ -66,7 +84,10 @@ class BuiltinReport:
     def to_json(self) -> dict:
         return {"candidate": self.candidate, "header": self.header, "timings_s": self.timings,
                 "summary": {r.scorer: r.summary() for r in self.results},
-                "bars": self.candidate_result.meets(ISSUE11_BARS), "beats": self.beats_every_baseline()}
+                "bars": self.candidate_result.meets(ISSUE11_BARS), "beats": self.beats_every_baseline(),
+                "diagnosis": {d.scorer: {key: getattr(d, key) for key, _ in DIAGNOSIS_NUMBERS}
+                              | {"drops": d.drops, "lowest_pristine": list(d.lowest_pristine)}
+                              for d in self.diagnoses}}
 
 
 def _photo_dir(photos: Path, role: str) -> Path:
@@ -148,6 +169,8 @@ def run_builtin_report(photos: Path, work_dir: Path, *, model: str = "perceptiq-
         timings[name] = round(time.perf_counter() - started, 1)
     results = [evaluate_level_ranking(rows, scores, higher_is_better=direction, scorer=name)
                for name, (scores, direction) in scorers.items()]
+    diagnoses = [diagnose_levels(rows, scores, higher_is_better=direction, scorer=name)
+                 for name, (scores, direction) in scorers.items()]
     n_refs = len({r.ref for r in rows})
     header = [
         f"# Built-in model against the baselines: {n_refs} held-out photographs x 25 types x 5 levels "
@@ -156,7 +179,7 @@ def run_builtin_report(photos: Path, work_dir: Path, *, model: str = "perceptiq-
         f"machine: {platform.machine()} {_cpu_name()}; views: "
         + (", ".join(f"{k}={v}" for k, v in views.items()) if views else "each model's default"),
     ]
-    return BuiltinReport(results, model, timings, header)
+    return BuiltinReport(results, model, timings, header, diagnoses)
 
 
 def _cpu_name() -> str:

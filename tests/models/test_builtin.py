@@ -275,7 +275,10 @@ def test_ranked_build_refuses_a_misspelt_protocol_key_before_any_work(tmp_path):
     from perceptiq.recipes import load_recipe
     from perceptiq.training.builtin.ranked import build_ranked_model
 
-    recipe = load_recipe("perceptiq-tiny", ["protocol.groups_per_stpe=8"])
+    with pytest.raises(ValueError, match="unknown key 'groups_per_stpe'. Did you mean 'groups_per_step'"):
+        load_recipe("perceptiq-tiny", ["protocol.groups_per_stpe=8"])
+    recipe = load_recipe("perceptiq-tiny")
+    recipe["protocol"]["groups_per_stpe"] = 8      # a recipe dict made without load_recipe is checked too
     with pytest.raises(ValueError, match="unknown key 'groups_per_stpe'. Did you mean 'groups_per_step'"):
         build_ranked_model(recipe, tmp_path / "out", photos=tmp_path / "none", work_dir=tmp_path / "work")
     assert not (tmp_path / "work").exists()

@@ -52,6 +52,19 @@ def test_overrides_variants_and_hints():
         load_recipe("no-such-recipe")
 
 
+def test_a_protocol_key_its_kind_does_not_read_is_refused_with_a_hint():
+    with pytest.raises(ValueError, match=r"recipe grmp-fewshot: protocol \(kind separate\): unknown key 'shot'\. "
+                                         r"Did you mean 'shots'\?"):
+        load_recipe("grmp-fewshot", ["protocol.shot=[50]"])
+    # a key another kind reads does nothing here: meta's evaluation sets in a mixed run
+    with pytest.raises(ValueError, match=r"protocol \(kind mixed\): unknown key 'eval_datasets'"):
+        load_recipe("gamma-mixed", ["protocol.eval_datasets=[live]"])
+    assert load_recipe("grmp-fewshot", ["protocol.shots=[50]"])["protocol"]["shots"] == [50]
+    for name in list_recipes():        # every shipped recipe and variant reads only keys its kind reads
+        for variant in [None, *(load_recipe(name).get("variants") or {})]:
+            load_recipe(name, variant=variant)
+
+
 def test_shipped_recipes_load():
     for name in list_recipes():
         recipe = load_recipe(name)

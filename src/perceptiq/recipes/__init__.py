@@ -14,10 +14,34 @@ from typing import Any
 
 import yaml
 
-from ..suggestions import did_you_mean
+from ..suggestions import did_you_mean, refuse_unknown_keys
 
 RECIPE_SECTIONS = ("name", "description", "paper", "model", "protocol", "train", "per_dataset", "meta",
                    "variants", "notes")
+
+#: The keys each ``protocol.kind`` is read for; any other key would do nothing, silently, so
+#: ``load_recipe`` refuses it (with the closest known key). Readers: ``training.experiment`` (mixed,
+#: separate, cross with ``pairs``, zero-shot), ``training.meta_training`` (meta), ``training.builtin.build``
+#: (cross with ``sources``: perceptiq-tiny-v1) and ``training.builtin.ranked`` (crop-bank).
+PROTOCOL_KEYS: dict[str, frozenset[str]] = {
+    "mixed": frozenset({"kind", "datasets", "split"}),
+    "separate": frozenset({"kind", "datasets", "split", "shots", "fractions", "fraction_by_dataset"}),
+    "cross": frozenset({"kind", "pairs", "sources", "stages", "synthesize", "tile_min_side", "stored_dtype"}),
+    "zero-shot": frozenset({"kind", "datasets"}),
+    "meta": frozenset({"kind", "datasets", "eval_datasets"}),
+    "crop-bank": frozenset({"kind", "photos_role", "bank", "groups_per_step", "steps_per_epoch", "trainable",
+                            "frozen", "train_temperature", "stored_dtype", "default_view"}),
+}
+
+
+def check_protocol(recipe: dict[str, Any], where: str = "") -> None:
+    """Refuse keys the recipe's ``protocol.kind`` does not read (an unknown kind is left to the runners,
+    which name the kinds they run)."""
+    protocol = recipe.get("protocol")
+    if not isinstance(protocol, dict) or protocol.get("kind") not in PROTOCOL_KEYS:
+        return
+    kind = protocol["kind"]
+    refuse_unknown_keys(protocol, PROTOCOL_KEYS[kind], what="key", where=f"{where}protocol (kind {kind}): ")
 
 
 def list_recipes() -> list[str]:
@@ -45,6 +69,7 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | None = None,
     recipe = resolve_variant(recipe, variant)
     for override in overrides or []:
         apply_override(recipe, override)
+    check_protocol(recipe, where=f"recipe {name_or_path}: ")
     return recipe
 
 

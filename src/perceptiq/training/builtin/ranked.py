@@ -32,6 +32,7 @@ from ...data.synthetic.sources import list_source_images
 from ...models import build_model, save_checkpoint
 from ...models.builtin import BUILTIN_FACTORY
 from ...models.checkpoints import atomic_write_bytes, checkpoint_paths
+from ...recipes import check_protocol
 from ..config import TrainConfig
 from ..trainer import Trainer
 from .bank_batches import BankBatches
@@ -51,16 +52,6 @@ class RankedBuildResult:
     final_loss: float
 
 
-# every key a ``kind: crop-bank`` protocol may have; anything else is a typo that would silently do nothing
-PROTOCOL_KEYS = frozenset({"kind", "photos_role", "bank", "groups_per_step", "steps_per_epoch", "trainable",
-                           "frozen", "train_temperature", "stored_dtype", "default_view"})
-
-
-def check_protocol_keys(protocol: dict) -> None:
-    """Refuse unknown keys of a crop-bank protocol, naming the closest known one."""
-    from ...suggestions import refuse_unknown_keys
-
-    refuse_unknown_keys(protocol, PROTOCOL_KEYS, what="key", where="recipe protocol: ")
 
 
 def bank_spec(recipe: dict) -> CropBankSpec:
@@ -83,8 +74,8 @@ def build_ranked_model(recipe: dict, out_dir: Path, *, photos: Path, work_dir: P
     sub-folder when it has one, as ``perceptiq fetch-photos`` writes)."""
     from .build import set_trainable_union
 
+    check_protocol(recipe)    # a recipe dict may come without load_recipe, which checks it too
     protocol = recipe["protocol"]
-    check_protocol_keys(protocol)
     photo_dir = Path(photos)
     if (photo_dir / protocol.get("photos_role", "train")).is_dir():
         photo_dir = photo_dir / protocol.get("photos_role", "train")

@@ -69,3 +69,5 @@ def test_nan_scores_are_left_out_and_counted_and_tables_render():
         diagnose_levels(rows, scores[:3], higher_is_better=True)
     constant = diagnose_levels(rows, np.zeros(len(rows)), higher_is_better=True)
     assert math.isnan(constant.pooled_srcc) and math.isnan(constant.content_to_drop)
+    backwards = diagnose_levels(rows, np.array([float(r.level) for r in rows]), higher_is_better=True)
+    assert backwards.pooled_srcc == pytest.approx(-1.0) and math.isnan(backwards.content_to_drop)  # no drop to divide by

@@ -14,7 +14,8 @@ that, and the within-image numbers of ``level_ranking`` see neither. From the sa
   only the scorer's calibration across types. A low value means the types' drops disagree (a level-5
   drop of one type smaller than a level-2 drop of another) and no content fix will reach the bar.
 * ``content_to_drop`` -- standard deviation of the pristine qualities over the mean level-5 drop: the
-  content spread in units of a severe distortion, free of the scorer's scale.
+  content spread in units of a severe distortion, free of the scorer's scale; nan when the mean change at
+  the top level is not a drop (the variance of the Laplacian, which noise raises).
 * ``drops`` -- per type, the mean drop at each level (the scorer's own units), and ``lowest_pristine``,
   the photographs whose pristine image scores lowest: where to look.
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .level_ranking import LevelRow, validate_rows
+from .level_ranking import LevelRow, format_cell, markdown_table, validate_rows
 
 #: Rows of ``render_diagnosis_table``, in order.
 DIAGNOSIS_NUMBERS: tuple[tuple[str, str], ...] = (
@@ -106,31 +106,26 @@ def diagnose_levels(rows: Sequence[LevelRow], scores: Sequence[float] | np.ndarr
 
 def _cell(value: float, digits: int) -> str:
     # + 0.0 turns a -0.0 left by rounding into 0.0, so a drop of -0.001 reads 0.00, not -0.00
-    return "nan" if math.isnan(value) else f"{round(value, digits) + 0.0:.{digits}f}"
+    return format_cell(value if math.isnan(value) else round(value, digits) + 0.0, digits)
 
 
 def render_diagnosis_table(diagnoses: Sequence[LevelDiagnosis], *, digits: int = 3) -> str:
     """Markdown: rows = :data:`DIAGNOSIS_NUMBERS`, columns = scorers."""
-    lines = ["| | " + " | ".join(d.scorer for d in diagnoses) + " |",
-             "|---|" + "---|" * len(diagnoses)]
-    for key, label in DIAGNOSIS_NUMBERS:
-        lines.append(f"| {label} | " + " | ".join(_cell(getattr(d, key), digits) for d in diagnoses) + " |")
+    body = [[label, *(_cell(getattr(d, key), digits) for d in diagnoses)] for key, label in DIAGNOSIS_NUMBERS]
     if any(d.n_rows_left_out for d in diagnoses):
-        lines.append("| rows left out (nan score or nan pristine) | "
-                     + " | ".join(str(d.n_rows_left_out) for d in diagnoses) + " |")
-    return "\n".join(lines)
+        body.append(["rows left out (nan score or nan pristine)", *(str(d.n_rows_left_out) for d in diagnoses)])
+    return markdown_table(["", *(d.scorer for d in diagnoses)], body)
 
 
 def render_drop_table(diagnosis: LevelDiagnosis, *, digits: int = 2) -> str:
     """Markdown: one row per type, the mean drop from the pristine score at each level, then the lowest
     pristine scores."""
     n_levels = max((len(v) for v in diagnosis.drops.values()), default=0)
+    table = markdown_table(["type", *(f"level {level}" for level in range(1, n_levels + 1))],
+                           [[distortion, *(_cell(v, digits) for v in drops)]
+                            for distortion, drops in diagnosis.drops.items()])
     lines = [f"Mean drop of {diagnosis.scorer}'s quality from the pristine image's, by level "
-             "(0 = no change; a small drop at level 5 is a type it barely sees):", "",
-             "| type | " + " | ".join(f"level {level}" for level in range(1, n_levels + 1)) + " |",
-             "|---|" + "---|" * n_levels]
-    for distortion, drops in diagnosis.drops.items():
-        lines.append(f"| {distortion} | " + " | ".join(_cell(v, digits) for v in drops) + " |")
+             "(0 = no change; a small drop at level 5 is a type it barely sees):", "", table]
     if diagnosis.lowest_pristine:
         lines += ["", "Lowest-scored pristine photographs: "
                   + ", ".join(f"{ref.rsplit('/', 1)[-1]} ({_cell(q, 3)})" for ref, q in diagnosis.lowest_pristine)]

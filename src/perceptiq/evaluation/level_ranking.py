@@ -367,7 +367,8 @@ def beats(candidate: LevelRankingResult, baseline: LevelRankingResult) -> dict[s
 
 
 # -- tables --------------------------------------------------------------------------------------------
-def _fmt(value: float, digits: int) -> str:
+def format_cell(value: float, digits: int) -> str:
+    """``value`` with ``digits`` decimals; ``nan`` for None or nan."""
     return "nan" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
@@ -375,8 +376,8 @@ def _summary_cell(result: LevelRankingResult, key: str, digits: int) -> str:
     if key == "n_types_at_least":
         return f"{result.n_types_at_least} / {len(result.types)}"
     if key == "pristine_win_rate":
-        return f"{_fmt(result.pristine_win_rate, digits)} ({result.pristine_wins}/{result.pristine_pairs})"
-    return _fmt(getattr(result, key), digits)
+        return f"{format_cell(result.pristine_win_rate, digits)} ({result.pristine_wins}/{result.pristine_pairs})"
+    return format_cell(getattr(result, key), digits)
 
 
 def _check_same_rows(results: Sequence[LevelRankingResult]) -> None:
@@ -389,7 +390,8 @@ def _check_same_rows(results: Sequence[LevelRankingResult]) -> None:
                              "a side-by-side table needs the same files for every scorer")
 
 
-def _markdown(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+def markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A Markdown table: one header row, a rule, one row per ``body`` entry (cells already formatted)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)
@@ -429,7 +431,7 @@ def render_summary_table(results: Sequence[LevelRankingResult], *, digits: int =
     caption = (f"{first.n_refs} reference images, {len(first.types)} distortion types, {first.n_rows} images "
                f"(pristine counted once per reference). Quality = score if higher is better, else -score; "
                f"correlations are of quality with -level, so +1 is perfect.")
-    return caption + "\n\n" + _markdown(header, body)
+    return caption + "\n\n" + markdown_table(header, body)
 
 
 def render_per_type_table(results: Sequence[LevelRankingResult], *, digits: int = 3) -> str:
@@ -444,9 +446,9 @@ def render_per_type_table(results: Sequence[LevelRankingResult], *, digits: int 
         cells = []
         for result in results:
             entry = result.per_type[distortion]
-            cell = f"{_fmt(entry.median_srcc, digits)} / {_fmt(entry.pristine_win_rate, 2)}"
+            cell = f"{format_cell(entry.median_srcc, digits)} / {format_cell(entry.pristine_win_rate, 2)}"
             if entry.n_groups_incomplete:
                 cell += f" ({entry.n_groups_incomplete} left out)"
             cells.append(cell)
         body.append([distortion, *cells])
-    return _markdown(header, body)
+    return markdown_table(header, body)

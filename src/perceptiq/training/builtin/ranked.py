@@ -52,8 +52,6 @@ class RankedBuildResult:
     final_loss: float
 
 
-
-
 def bank_spec(recipe: dict) -> CropBankSpec:
     settings = dict(recipe["protocol"].get("bank") or {})
     # YAML gives lists; the spec is frozen and hashed, so its sequence fields are tuples
